@@ -1,0 +1,88 @@
+package pullsecret
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regcred-webhook/regcred-webhook/pkg/config"
+)
+
+// CacheOptions restricts the manager's Secret cache to the managed name in every
+// namespace plus the source Secret in its own namespace. Caching every Secret would
+// cost memory in proportion to the cluster and need a cluster-wide list privilege;
+// with a metadata.name field selector the API server authorises the list and watch
+// against RBAC rules with resourceNames, so the chart can grant exactly that.
+//
+// The AllNamespaces entry gets "metadata.namespace!=<source namespace>" added by
+// controller-runtime, so the source namespace holds only the source. That namespace
+// is always excluded from injection, so no copy there is ever needed.
+func CacheOptions(cfg *config.Config) cache.Options {
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {
+				Namespaces: map[string]cache.Config{
+					cache.AllNamespaces:        {FieldSelector: fields.OneTermEqualSelector("metadata.name", cfg.SecretName)},
+					cfg.SourceSecret.Namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", cfg.SourceSecret.Name)},
+				},
+				// Readers must not mutate what they get: Refresh deep-copies first.
+				// This saves a deep copy of a Secret on every admission.
+				UnsafeDisableDeepCopy: ptr.To(true),
+			},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+}
+
+// SourceWatcher feeds a Source from the cache's Secret informer. It runs on every
+// replica, leader or not: every replica admits Pods.
+type SourceWatcher struct {
+	Cache  cache.Informers
+	Source *Source
+}
+
+// NeedLeaderElection is false: see SourceWatcher.
+func (w *SourceWatcher) NeedLeaderElection() bool { return false }
+
+// Start registers the handlers and, once the informer has delivered its initial
+// list, records a missing source so it is logged once with its fix.
+func (w *SourceWatcher) Start(ctx context.Context) error {
+	inf, err := w.Cache.GetInformer(ctx, &corev1.Secret{})
+	if err != nil {
+		return fmt.Errorf("getting the Secret informer: %w", err)
+	}
+	ref := w.Source.Ref()
+	reg, err := inf.AddEventHandler(toolscache.FilteringResourceEventHandler{
+		FilterFunc: func(obj any) bool {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			s, ok := obj.(*corev1.Secret)
+			return ok && s.Namespace == ref.Namespace && s.Name == ref.Name
+		},
+		Handler: toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.Source.Set(obj.(*corev1.Secret)) },
+			UpdateFunc: func(_, obj any) { w.Source.Set(obj.(*corev1.Secret)) },
+			DeleteFunc: func(any) { w.Source.Delete() },
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watching the source Secret: %w", err)
+	}
+	if err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
+		return reg.HasSynced(), nil
+	}); err != nil {
+		return nil // shutting down
+	}
+	w.Source.markSynced()
+	<-ctx.Done()
+	return nil
+}

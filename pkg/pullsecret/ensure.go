@@ -1,0 +1,261 @@
+package pullsecret
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/singleflight"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regcred-webhook/regcred-webhook/pkg/config"
+)
+
+// Result is what Ensure did or found.
+type Result string
+
+const (
+	// Current: the managed copy already matched the source; no API call was made.
+	Current Result = "current"
+	// Created: the copy was created.
+	Created Result = "created"
+	// Updated: a stale managed copy was brought up to date.
+	Updated Result = "updated"
+	// Exists: a create raced with another writer (another replica, the reconciler);
+	// the Secret exists, which is what the Pod needs.
+	Exists Result = "exists"
+	// Unmanaged: a Secret of that name exists without the managed label. It is the
+	// user's and is left exactly as it is; the Pod still references it.
+	Unmanaged Result = "unmanaged"
+	// DryRun: the copy is missing or stale, and nothing was written because the
+	// request was a dry run.
+	DryRun Result = "dry-run"
+	// Failed: the Secret could not be ensured; the error says why.
+	Failed Result = "error"
+)
+
+// recentTTL covers the gap between a write and the informer seeing it, so that the
+// Pods that follow the first one in a new namespace do not create again.
+const recentTTL = 30 * time.Second
+
+// writeTimeout bounds a write that outlives the admission that started it (its
+// caller gave up at the budget): it still finishes, for the Pods that come next.
+const writeTimeout = 15 * time.Second
+
+// Ensurer makes sure the managed Secret exists and is current in a namespace.
+type Ensurer struct {
+	// Cache reads Secrets from the manager's narrow cache (the managed name
+	// cluster-wide); Client writes to, and on conflict re-reads from, the API server.
+	Cache  client.Reader
+	Client client.Client
+	// APIReader reads past the cache after a write conflict.
+	APIReader client.Reader
+	Source    *Source
+	Config    *config.Config
+	Log       logr.Logger
+
+	flights singleflight.Group
+	mu      sync.Mutex
+	recent  map[string]recentWrite // namespace -> the content last written there
+	now     func() time.Time
+}
+
+type recentWrite struct {
+	hash string
+	at   time.Time
+}
+
+// Ensure makes the managed Secret in namespace current with the source, within the
+// configured budget. It never returns an error for a caller to deny a Pod on: every
+// error is a reason for a warning, and the Pod is patched regardless, because the
+// kubelet re-reads pull Secrets on each pull attempt and the reconciler retries.
+//
+// Concurrent calls for one namespace share one API write. A dry run writes nothing.
+func (e *Ensurer) Ensure(ctx context.Context, namespace string, dryRun bool) (Result, error) {
+	res, err := e.ensure(ctx, namespace, dryRun)
+	ensureTotal.WithLabelValues(string(res)).Inc()
+	return res, err
+}
+
+func (e *Ensurer) ensure(ctx context.Context, namespace string, dryRun bool) (Result, error) {
+	snap := e.Source.Current()
+	if snap == nil {
+		return Failed, fmt.Errorf("no valid source Secret %s", e.Source.Ref())
+	}
+	if res, _, err := e.fromCache(ctx, namespace, snap); res != "" {
+		return res, err
+	}
+	if dryRun {
+		return DryRun, nil
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, e.Config.EnsureTimeout.Duration)
+	defer cancel()
+	// The key holds the hash so a flight for an older source never answers for a newer one.
+	ch := e.flights.DoChan(namespace+"/"+snap.Hash, func() (any, error) {
+		// Detached from the first caller: if it gives up, the write still completes
+		// for the Pods queued behind it.
+		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		defer wcancel()
+		return e.write(wctx, namespace, snap)
+	})
+	select {
+	case r := <-ch:
+		res, _ := r.Val.(Result)
+		if r.Err != nil {
+			return Failed, r.Err
+		}
+		return res, nil
+	case <-ctx.Done():
+		return Failed, fmt.Errorf("ensuring Secret %s/%s took longer than ensureTimeout %s; "+
+			"it is still being written in the background", namespace, e.Config.SecretName, e.Config.EnsureTimeout.Duration)
+	}
+}
+
+// fromCache answers without an API call when it can: the copy is current, or is not
+// ours, or we wrote this content moments ago and the informer has not caught up.
+// Otherwise it returns what the cache holds (nil when nothing) for write to act on.
+func (e *Ensurer) fromCache(ctx context.Context, namespace string, snap *Snapshot) (Result, *corev1.Secret, error) {
+	cur := &corev1.Secret{}
+	err := e.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: e.Config.SecretName}, cur)
+	switch {
+	case err == nil && !IsManaged(cur):
+		return Unmanaged, nil, nil
+	case err == nil && IsCurrent(cur, e.Source.Ref(), snap):
+		return Current, nil, nil
+	case e.recentlyWrote(namespace, snap.Hash):
+		return Current, nil, nil
+	case apierrors.IsNotFound(err):
+		return "", nil, nil
+	case err != nil:
+		return Failed, nil, explain(err, namespace, e.Config.SecretName, "read")
+	}
+	return "", cur, nil
+}
+
+// write runs once per namespace and content at a time.
+func (e *Ensurer) write(ctx context.Context, namespace string, snap *Snapshot) (Result, error) {
+	log := e.Log.WithValues("namespace", namespace, "secret", e.Config.SecretName)
+	// A flight that just ended may have done the work; the cache or memo says so.
+	res, cur, err := e.fromCache(ctx, namespace, snap)
+	if res != "" {
+		return res, err
+	}
+	if cur == nil {
+		err = e.Client.Create(ctx, Desired(e.Config.SecretName, namespace, e.Source.Ref(), snap))
+		writesTotal.WithLabelValues("create", outcome(err)).Inc()
+		switch {
+		case err == nil:
+			e.remember(namespace, snap.Hash)
+			log.Info("created managed Secret", "contentHash", snap.Hash)
+			return Created, nil
+		case apierrors.IsAlreadyExists(err):
+			// Another writer won; what it wrote is its business (the reconciler
+			// brings a stale managed copy up to date).
+			log.V(1).Info("managed Secret created concurrently elsewhere")
+			return Exists, nil
+		default:
+			return Failed, explain(err, namespace, e.Config.SecretName, "create")
+		}
+	}
+	// Managed and stale (fromCache handled the other cases).
+	err = e.Client.Update(ctx, Refresh(cur, e.Source.Ref(), snap))
+	if apierrors.IsConflict(err) {
+		// The cache was behind; one fresh read and retry is enough here, the
+		// reconciler owns longer fights.
+		fresh := &corev1.Secret{}
+		if gerr := e.APIReader.Get(ctx, client.ObjectKeyFromObject(cur), fresh); gerr != nil {
+			err = gerr
+		} else if !IsManaged(fresh) {
+			return Unmanaged, nil
+		} else if IsCurrent(fresh, e.Source.Ref(), snap) {
+			e.remember(namespace, snap.Hash)
+			return Current, nil
+		} else {
+			err = e.Client.Update(ctx, Refresh(fresh, e.Source.Ref(), snap))
+		}
+	}
+	writesTotal.WithLabelValues("update", outcome(err)).Inc()
+	if err != nil {
+		return Failed, explain(err, namespace, e.Config.SecretName, "update")
+	}
+	e.remember(namespace, snap.Hash)
+	log.Info("updated stale managed Secret", "contentHash", snap.Hash, "previousHash", cur.Annotations[HashAnnotation])
+	return Updated, nil
+}
+
+func (e *Ensurer) remember(namespace, hash string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clock()
+	if e.recent == nil {
+		e.recent = map[string]recentWrite{}
+	}
+	// Prune on insert so the map stays as small as the set of namespaces written in
+	// the last recentTTL.
+	if len(e.recent) > 64 {
+		for ns, w := range e.recent {
+			if now.Sub(w.at) > recentTTL {
+				delete(e.recent, ns)
+			}
+		}
+	}
+	e.recent[namespace] = recentWrite{hash: hash, at: now}
+}
+
+func (e *Ensurer) recentlyWrote(namespace, hash string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w, ok := e.recent[namespace]
+	return ok && w.hash == hash && e.clock().Sub(w.at) <= recentTTL
+}
+
+// Forget drops what Ensure remembers about namespace, so the next call trusts only
+// the cache. The reconciler calls it when it sees the copy deleted.
+func (e *Ensurer) Forget(namespace string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.recent, namespace)
+}
+
+func (e *Ensurer) clock() time.Time {
+	if e.now != nil {
+		return e.now()
+	}
+	return time.Now()
+}
+
+func outcome(err error) string {
+	switch {
+	case err == nil:
+		return "success"
+	case apierrors.IsAlreadyExists(err):
+		return "already-exists"
+	case apierrors.IsConflict(err):
+		return "conflict"
+	case apierrors.IsForbidden(err):
+		return "forbidden"
+	default:
+		return "error"
+	}
+}
+
+// explain turns an API error into a warning an operator can act on.
+func explain(err error, namespace, name, verb string) error {
+	switch {
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "being terminated"):
+		return fmt.Errorf("namespace %s is terminating, Secret %s was not created", namespace, name)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("not allowed to %s Secret %s/%s: %w (check the webhook's RBAC)", verb, namespace, name, err)
+	case errors.Is(err, context.DeadlineExceeded) || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err):
+		return fmt.Errorf("timed out trying to %s Secret %s/%s: %w", verb, namespace, name, err)
+	default:
+		return fmt.Errorf("could not %s Secret %s/%s: %w", verb, namespace, name, err)
+	}
+}
