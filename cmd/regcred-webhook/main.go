@@ -169,6 +169,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return err
 	}
+	if err := mgr.AddReadyzCheck("source", source.Synced); err != nil {
+		return err
+	}
 	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()

@@ -107,7 +107,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	snap := h.Source.Current()
 	if snap == nil {
 		// Logged once by the source tracker, not per Pod.
-		return skip("no valid source Secret: no registry configured")
+		return skip("no registry known: the source Secret is missing or invalid")
 	}
 	image, key, ok := firstMatch(pod, snap)
 	if !ok {

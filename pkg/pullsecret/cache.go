@@ -57,6 +57,9 @@ func (w *SourceWatcher) NeedLeaderElection() bool { return false }
 func (w *SourceWatcher) Start(ctx context.Context) error {
 	inf, err := w.Cache.GetInformer(ctx, &corev1.Secret{})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before the cache synced
+		}
 		return fmt.Errorf("getting the Secret informer: %w", err)
 	}
 	ref := w.Source.Ref()

@@ -3,6 +3,7 @@ package pullsecret
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -35,6 +36,8 @@ type Source struct {
 	log logr.Logger
 
 	current atomic.Pointer[Snapshot]
+
+	synced atomic.Bool // the informer's initial list has been seen
 
 	mu      sync.Mutex // serialises state changes and their log lines
 	problem string     // why there is no valid snapshot; "" when there is one
@@ -102,6 +105,18 @@ func (s *Source) markSynced() {
 	if !seen {
 		s.Delete()
 	}
+	s.synced.Store(true)
+}
+
+// Synced is a readiness check: a replica that has not yet seen the source would
+// admit Pods unpatched, so it must not receive traffic. A missing or invalid source
+// does not make it unready: that state is final until someone fixes the Secret, and
+// an unready webhook would change nothing for the Pods (failurePolicy Ignore).
+func (s *Source) Synced(*http.Request) error {
+	if !s.synced.Load() {
+		return errors.New("the source Secret " + s.ref.String() + " has not been read yet")
+	}
+	return nil
 }
 
 // withdraw logs once per distinct problem, not per admission request.

@@ -221,3 +221,14 @@ func TestCacheOptionsAreNarrow(t *testing.T) {
 		}
 	}
 }
+
+func TestSyncedIsReadiness(t *testing.T) {
+	s := NewSource(ref, logr.Discard())
+	if err := s.Synced(nil); err == nil {
+		t.Fatal("ready before the source was read")
+	}
+	s.markSynced() // no source in the initial list: still ready, the problem is logged
+	if err := s.Synced(nil); err != nil {
+		t.Fatalf("not ready after sync: %v", err)
+	}
+}
