@@ -14,10 +14,13 @@ import (
 	"os"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -46,6 +49,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "serve":
 			args = args[1:]
+		case "cleanup":
+			if err := cleanup(args[1:], stderr); err != nil {
+				fmt.Fprintf(stderr, "regcred-webhook cleanup: %v\n", err)
+				return 1
+			}
+			return 0
 		}
 	}
 	if err := serve(args, stderr); err != nil {
@@ -56,14 +65,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type options struct {
-	configFile         string
-	webhookPort        int
-	certDir            string
-	metricsAddr        string
-	probeAddr          string
-	leaderElect        bool
-	zap                zap.Options
-	podNamespaceEnvVar string
+	configFile  string
+	webhookPort int
+	certDir     string
+	metricsAddr string
+	probeAddr   string
+	leaderElect bool
+	zap         zap.Options
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -84,21 +92,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: subcommands are serve (default) and version", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q: subcommands are serve (default), cleanup and version", fs.Arg(0))
 	}
 	return o, nil
 }
 
-func serve(args []string, stderr io.Writer) error {
+// setup parses the flags, sets up logging and loads the config: common to serve and cleanup.
+func setup(args []string, stderr io.Writer) (*options, *config.Config, logr.Logger, error) {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
-		return err
+		return nil, nil, logr.Discard(), err
 	}
 	logger := zap.New(zap.UseFlagOptions(&o.zap), zap.WriteTo(stderr))
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger) // client-go's own lines in the same JSON stream
-	log := logger.WithName("setup")
-
 	podNamespace := os.Getenv("POD_NAMESPACE")
 	var cfg *config.Config
 	if o.configFile == "" {
@@ -106,17 +113,53 @@ func serve(args []string, stderr io.Writer) error {
 	} else {
 		cfg, err = config.Load(o.configFile, podNamespace)
 	}
+	return o, cfg, logger, err
+}
+
+func restConfig() (*rest.Config, error) {
+	c, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no Kubernetes API configuration: %w (pass --kubeconfig, set KUBECONFIG, or run in a cluster)", err)
+	}
+	c.UserAgent = "regcred-webhook/" + version
+	return c, nil
+}
+
+// cleanup deletes the managed copies; the chart's pre-delete hook runs it.
+func cleanup(args []string, stderr io.Writer) error {
+	_, cfg, logger, err := setup(args, stderr)
 	if err != nil {
 		return err
 	}
+	restCfg, err := restConfig()
+	if err != nil {
+		return err
+	}
+	c, err := client.New(restCfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctrl.SetupSignalHandler(), 5*time.Minute)
+	defer cancel()
+	n, err := pullsecret.Cleanup(ctx, c, cfg)
+	logger.WithName("cleanup").Info("deleted managed Secrets", "secret", cfg.SecretName, "deleted", n, "failed", err != nil)
+	return err
+}
+
+func serve(args []string, stderr io.Writer) error {
+	o, cfg, logger, err := setup(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := logger.WithName("setup")
+	podNamespace := os.Getenv("POD_NAMESPACE")
 	log.Info("starting", "version", version, "secretName", cfg.SecretName, "sourceSecret", cfg.SourceSecret.String(),
 		"excludeNamespaces", cfg.ExcludeNamespaces, "ensureTimeout", cfg.EnsureTimeout.Duration.String())
 
-	restCfg, err := ctrl.GetConfig()
+	restCfg, err := restConfig()
 	if err != nil {
-		return fmt.Errorf("no Kubernetes API configuration: %w (pass --kubeconfig, set KUBECONFIG, or run in a cluster)", err)
+		return err
 	}
-	restCfg.UserAgent = "regcred-webhook/" + version
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {

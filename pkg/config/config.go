@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -174,7 +175,22 @@ func (c *Config) Validate() error {
 		errs = append(errs, field.Invalid(field.NewPath("ensureTimeout"), d.String(),
 			fmt.Sprintf("must be between 1ms and %s, and well below the webhook's timeoutSeconds", maxEnsureTimeout)))
 	}
-	return errs.ToAggregate()
+	if len(errs) == 0 {
+		return nil
+	}
+	return &ValidationError{Errs: errs}
+}
+
+// ValidationError lists every problem in the file, one per line, each with its field path.
+type ValidationError struct{ Errs field.ErrorList }
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration (%d problem(s)):", len(e.Errs))
+	for _, err := range e.Errs {
+		b.WriteString("\n  - " + err.Error())
+	}
+	return b.String()
 }
 
 // Excluded reports whether Pods in namespace are never mutated by configuration.

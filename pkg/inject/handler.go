@@ -65,7 +65,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusBadRequest,
 			fmt.Errorf("admission request %s carries no Pod in request.object", req.UID))
 	}
-	pod := &corev1.Pod{}
+	pod := &podView{}
 	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest,
 			fmt.Errorf("request.object is not a decodable v1 Pod: %w", err))
@@ -73,7 +73,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	// Pods made by controllers have no namespace of their own yet.
 	namespace := req.Namespace
 	if namespace == "" {
-		namespace = pod.Namespace
+		namespace = pod.Metadata.Namespace
 	}
 	log := h.Log.WithValues("namespace", namespace, "pod", podName(pod, req))
 
@@ -92,10 +92,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	switch {
 	case h.Config.Excluded(namespace):
 		return skip("namespace is excluded")
-	case pod.Annotations[corev1.MirrorPodAnnotationKey] != "":
+	case pod.Metadata.Annotations[corev1.MirrorPodAnnotationKey] != "":
 		return skip("mirror pod")
 	}
-	if v, ok := pod.Annotations[OptOutAnnotation]; ok {
+	if v, ok := pod.Metadata.Annotations[OptOutAnnotation]; ok {
 		inject, err := strconv.ParseBool(v)
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("regcred-webhook: annotation %s=%q is not a boolean; "+
@@ -139,10 +139,32 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	return r
 }
 
+// podView is the part of a Pod the decision and the patch read. Decoding only this
+// costs a fraction of a full corev1.Pod (docs/performance.md): the API server
+// has validated the rest, and the webhook must not depend on fields it does not own.
+type podView struct {
+	Metadata struct {
+		Name         string            `json:"name"`
+		Namespace    string            `json:"namespace"`
+		GenerateName string            `json:"generateName"`
+		Annotations  map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		InitContainers      []container                   `json:"initContainers"`
+		Containers          []container                   `json:"containers"`
+		EphemeralContainers []container                   `json:"ephemeralContainers"`
+		ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
+	} `json:"spec"`
+}
+
+type container struct {
+	Image string `json:"image"`
+}
+
 // firstMatch returns the first image that the kubelet would pull with the source's
 // credentials, and the auths key it would use.
-func firstMatch(pod *corev1.Pod, snap *pullsecret.Snapshot) (image, key string, ok bool) {
-	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+func firstMatch(pod *podView, snap *pullsecret.Snapshot) (image, key string, ok bool) {
+	for _, list := range [][]container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range list {
 			if key, ok := snap.Matcher.Match(list[i].Image); ok {
 				return list[i].Image, key, true
@@ -156,7 +178,7 @@ func firstMatch(pod *corev1.Pod, snap *pullsecret.Snapshot) (image, key string, 
 // a duplicate) and sets the injected annotation. Ops are built by hand: a diff of
 // the re-encoded Pod would cost a full marshal per admission and could rewrite
 // fields the webhook does not own.
-func patch(pod *corev1.Pod, secret string) []jsonpatch.JsonPatchOperation {
+func patch(pod *podView, secret string) []jsonpatch.JsonPatchOperation {
 	var ops []jsonpatch.JsonPatchOperation
 	listed := false
 	for _, ref := range pod.Spec.ImagePullSecrets {
@@ -176,8 +198,8 @@ func patch(pod *corev1.Pod, secret string) []jsonpatch.JsonPatchOperation {
 			map[string]string{"name": secret}))
 	}
 	switch {
-	case pod.Annotations[InjectedAnnotation] == secret:
-	case pod.Annotations == nil:
+	case pod.Metadata.Annotations[InjectedAnnotation] == secret:
+	case pod.Metadata.Annotations == nil:
 		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations",
 			map[string]string{InjectedAnnotation: secret}))
 	default:
@@ -191,14 +213,14 @@ func escapePointer(s string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }
 
-func podName(pod *corev1.Pod, req admission.Request) string {
+func podName(pod *podView, req admission.Request) string {
 	switch {
-	case pod.Name != "":
-		return pod.Name
+	case pod.Metadata.Name != "":
+		return pod.Metadata.Name
 	case req.Name != "":
 		return req.Name
-	case pod.GenerateName != "":
-		return pod.GenerateName + "*"
+	case pod.Metadata.GenerateName != "":
+		return pod.Metadata.GenerateName + "*"
 	}
 	return ""
 }

@@ -56,6 +56,7 @@ type envOpts struct {
 	noSource  bool
 	budget    time.Duration
 	staleRead bool // the cache never sees writes (an informer that lags)
+	cache     client.Reader
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -108,6 +109,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 	var cache client.Reader = e.api
 	if o.staleRead {
 		cache = fake.NewClientBuilder().WithObjects(o.objs...).Build()
+	}
+	if o.cache != nil {
+		cache = o.cache
 	}
 	e.h = &Handler{
 		Config: cfg,

@@ -19,7 +19,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	_ "k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -177,7 +176,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // testLogger sends cert-manager's logs (errors and V(0) info only) to t.Log,
 // and drops them once the test has finished: controller goroutines may still
 // log while they wind down, and t.Log after the test completes panics.
-// klog (client-go's reflectors and event broadcasters) is silenced the same way.
+// (klog, used by client-go itself, is left alone: klog.SetLogger is not safe
+// while informers run, and it prints nothing here at the default verbosity.)
 func testLogger(t *testing.T) logr.Logger {
 	var mu sync.Mutex
 	done := false
@@ -189,8 +189,6 @@ func testLogger(t *testing.T) logr.Logger {
 			t.Log(prefix, args)
 		}
 	}, funcr.Options{})
-	// klog.SetLogger(log)
-	// t.Cleanup(klog.ClearLogger)
 	return log
 }
 
