@@ -23,7 +23,7 @@ func TestCleanup(t *testing.T) {
 	}
 	objs := []client.Object{
 		managed("a"), managed("b"), managed("broken"),
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: "mine"}},                          // the user's
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: "mine"}},                         // the user's
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "a", Labels: managed("x").Labels}}, // not the managed name
 	}
 	c := fake.NewClientBuilder().WithObjects(objs...).
