@@ -74,7 +74,7 @@ type options struct {
 	zap         zap.Options
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*options, error) {
 	o := &options{zap: zap.Options{Development: false}}
 	// flag.CommandLine: controller-runtime registers --kubeconfig there.
 	fs := flag.CommandLine
@@ -88,6 +88,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false,
 		"Elect one leader among the replicas for the reconciler; every replica serves admissions.")
 	o.zap.BindFlags(fs)
+	if extra != nil {
+		extra(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -98,8 +101,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 }
 
 // setup parses the flags, sets up logging and loads the config: common to serve and cleanup.
-func setup(args []string, stderr io.Writer) (*options, *config.Config, logr.Logger, error) {
-	o, err := parseFlags(args, stderr)
+func setup(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*options, *config.Config, logr.Logger, error) {
+	o, err := parseFlags(args, stderr, extra)
 	if err != nil {
 		return nil, nil, logr.Discard(), err
 	}
@@ -121,15 +124,32 @@ func restConfig() (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no Kubernetes API configuration: %w (pass --kubeconfig, set KUBECONFIG, or run in a cluster)", err)
 	}
+	// The replica's name in the user agent tells replicas apart in the audit log.
 	c.UserAgent = "regcred-webhook/" + version
+	if pod := os.Getenv("POD_NAME"); pod != "" {
+		c.UserAgent += " (" + pod + ")"
+	}
+	// client-go's default of 20 QPS would delay admissions queued behind a rotation
+	// fan-out; API Priority and Fairness protects the API server instead.
+	c.QPS, c.Burst = 100, 200
 	return c, nil
 }
 
-// cleanup deletes the managed copies; the chart's pre-delete hook runs it.
+// cleanup deletes the managed copies; the chart's post-delete hook runs it, when
+// the release's ConfigMap is already gone: --secret-name is all it needs.
 func cleanup(args []string, stderr io.Writer) error {
-	_, cfg, logger, err := setup(args, stderr)
+	var secretName string
+	_, cfg, logger, err := setup(args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&secretName, "secret-name", "", "cleanup only: the managed Secret's name (overrides the config file's secretName)")
+	})
 	if err != nil {
 		return err
+	}
+	if secretName != "" {
+		cfg.SecretName = secretName
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
 	}
 	restCfg, err := restConfig()
 	if err != nil {
@@ -147,7 +167,7 @@ func cleanup(args []string, stderr io.Writer) error {
 }
 
 func serve(args []string, stderr io.Writer) error {
-	o, cfg, logger, err := setup(args, stderr)
+	o, cfg, logger, err := setup(args, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -200,6 +220,25 @@ func serve(args []string, stderr io.Writer) error {
 	ensurer := &pullsecret.Ensurer{
 		Cache: mgr.GetCache(), Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Source: source, Config: cfg, Log: logger.WithName("ensure"),
+	}
+	recorder := mgr.GetEventRecorder("regcred-webhook")
+	var namespaces client.Reader = mgr.GetAPIReader() // RBAC: namespaces get, no watch
+	if cfg.Reconcile.ProvisionAllNamespaces {
+		namespaces = mgr.GetClient() // watched: RBAC namespaces list/watch
+	}
+	if err := (&pullsecret.Reconciler{
+		Cache: mgr.GetCache(), Client: mgr.GetClient(), Namespaces: namespaces,
+		Source: source, Config: cfg, Ensurer: ensurer, Recorder: recorder, Log: logger.WithName("reconcile"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the reconciler: %w", err)
+	}
+	if cfg.Reconcile.RestartStuckPods {
+		if err := (&pullsecret.StuckPods{
+			Cache: mgr.GetCache(), Client: mgr.GetClient(), Source: source, Ensurer: ensurer,
+			Config: cfg, Recorder: recorder, Log: logger.WithName("stuckpods"),
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up restartStuckPods: %w", err)
+		}
 	}
 	mgr.GetWebhookServer().Register(inject.Path, &webhook.Admission{
 		Handler:      &inject.Handler{Config: cfg, Source: source, Ensurer: ensurer, Log: logger.WithName("inject")},

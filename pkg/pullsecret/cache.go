@@ -25,8 +25,11 @@ import (
 // The AllNamespaces entry gets "metadata.namespace!=<source namespace>" added by
 // controller-runtime, so the source namespace holds only the source. That namespace
 // is always excluded from injection, so no copy there is ever needed.
+//
+// With reconcile.restartStuckPods, Pods are cached too: only Pending ones (a Pod
+// stuck pulling is Pending), stripped to the fields the decision reads.
 func CacheOptions(cfg *config.Config) cache.Options {
-	return cache.Options{
+	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
 				Namespaces: map[string]cache.Config{
@@ -40,6 +43,13 @@ func CacheOptions(cfg *config.Config) cache.Options {
 		},
 		DefaultTransform: cache.TransformStripManagedFields(),
 	}
+	if cfg.Reconcile.RestartStuckPods {
+		opts.ByObject[&corev1.Pod{}] = cache.ByObject{
+			Field:     fields.OneTermEqualSelector("status.phase", string(corev1.PodPending)),
+			Transform: stripPod,
+		}
+	}
+	return opts
 }
 
 // SourceWatcher feeds a Source from the cache's Secret informer. It runs on every

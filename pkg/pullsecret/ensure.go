@@ -40,9 +40,10 @@ const (
 	Failed Result = "error"
 )
 
-// recentTTL covers the gap between a write and the informer seeing it, so that the
-// Pods that follow the first one in a new namespace do not create again.
-const recentTTL = 30 * time.Second
+// recentTTL covers the gap between a write and the informer seeing it (usually
+// milliseconds), so that the Pods that follow the first one in a new namespace do
+// not create again. Short, so a copy deleted right after is soon re-checked.
+const recentTTL = 5 * time.Second
 
 // writeTimeout bounds a write that outlives the admission that started it (its
 // caller gave up at the budget): it still finishes, for the Pods that come next.

@@ -12,7 +12,7 @@ import (
 // grant is one verb on one resource, with the resourceNames it is limited to
 // ("" when unrestricted).
 type grant struct {
-	role     string // ClusterRole or Role/<namespace>
+	role     string // ClusterRole/<name> or Role/<namespace>/<name>
 	group    string
 	resource string
 	verb     string
@@ -48,10 +48,10 @@ func grants(t *testing.T, m *manifest) []grant {
 		}
 	}
 	for _, o := range m.find("ClusterRole") {
-		add("ClusterRole", decode[rbacv1.ClusterRole](t, o).Rules)
+		add("ClusterRole/"+o.Metadata.Name, decode[rbacv1.ClusterRole](t, o).Rules)
 	}
 	for _, o := range m.find("Role") {
-		add("Role/"+o.Metadata.Namespace, decode[rbacv1.Role](t, o).Rules)
+		add("Role/"+o.Metadata.Namespace+"/"+o.Metadata.Name, decode[rbacv1.Role](t, o).Rules)
 	}
 	return out
 }
@@ -60,20 +60,32 @@ func grants(t *testing.T, m *manifest) []grant {
 // binary needs: any extra verb, resource, wildcard or missing resourceNames
 // restriction fails, and so does a missing grant.
 func TestRBACLeastPrivilege(t *testing.T) {
+	const webhookRole, cleanupRole = "ClusterRole/" + fullname, "ClusterRole/" + fullname + "-cleanup"
 	cluster := func(secretName string) []grant {
-		g := []grant{{"ClusterRole", "", "secrets", "create", ""}}
-		for _, v := range []string{"get", "list", "watch", "update", "patch", "delete"} {
-			g = append(g, grant{"ClusterRole", "", "secrets", v, secretName})
+		g := []grant{{webhookRole, "", "secrets", "create", ""}}
+		for _, v := range []string{"get", "list", "watch", "update", "patch"} {
+			g = append(g, grant{webhookRole, "", "secrets", v, secretName})
 		}
 		for _, group := range []string{"", "events.k8s.io"} {
 			for _, v := range []string{"create", "patch"} {
-				g = append(g, grant{"ClusterRole", group, "events", v, ""})
+				g = append(g, grant{webhookRole, group, "events", v, ""})
 			}
 		}
+		// Always: the reconciler GETs a namespace before restoring a deleted
+		// copy in it, to check it is in scope.
+		g = append(g, grant{webhookRole, "", "namespaces", "get", ""})
 		return g
 	}
+	// The post-delete cleanup hook's own ClusterRole: list and delete the
+	// managed copies, nothing else.
+	cleanup := func(secretName string) []grant {
+		return []grant{
+			{cleanupRole, "", "secrets", "list", secretName},
+			{cleanupRole, "", "secrets", "delete", secretName},
+		}
+	}
 	namespaced := func(source string) []grant {
-		role := "Role/" + releaseNS
+		role := "Role/" + releaseNS + "/" + fullname
 		return []grant{
 			{role, "", "secrets", "get", source},
 			{role, "", "secrets", "list", source},
@@ -84,16 +96,16 @@ func TestRBACLeastPrivilege(t *testing.T) {
 			{role, "coordination.k8s.io", "leases", "patch", "regcred-webhook.io"},
 		}
 	}
+	// provisionAllNamespaces adds list and watch to the namespaces get.
 	namespaces := []grant{
-		{"ClusterRole", "", "namespaces", "get", ""},
-		{"ClusterRole", "", "namespaces", "list", ""},
-		{"ClusterRole", "", "namespaces", "watch", ""},
+		{webhookRole, "", "namespaces", "list", ""},
+		{webhookRole, "", "namespaces", "watch", ""},
 	}
 	pods := []grant{
-		{"ClusterRole", "", "pods", "get", ""},
-		{"ClusterRole", "", "pods", "list", ""},
-		{"ClusterRole", "", "pods", "watch", ""},
-		{"ClusterRole", "", "pods", "delete", ""},
+		{webhookRole, "", "pods", "get", ""},
+		{webhookRole, "", "pods", "list", ""},
+		{webhookRole, "", "pods", "watch", ""},
+		{webhookRole, "", "pods", "delete", ""},
 	}
 	join := func(gs ...[]grant) []grant { return slices.Concat(gs...) }
 
@@ -110,10 +122,10 @@ func TestRBACLeastPrivilege(t *testing.T) {
 			join(cluster("regcred"), namespaces, namespaced(fullname+"-source"))},
 		{"restartStuckPods", renderOpts{files: []string{"minimal.yaml"}, set: []string{"reconcile.restartStuckPods=true"}},
 			join(cluster("regcred"), pods, namespaced(fullname+"-source"))},
-		{"cleanupOnUninstall adds no rule", renderOpts{files: []string{"minimal.yaml"}, set: []string{"reconcile.cleanupOnUninstall=true"}},
-			join(cluster("regcred"), namespaced(fullname+"-source"))},
+		{"cleanupOnUninstall adds only the hook's own role", renderOpts{files: []string{"minimal.yaml"}, set: []string{"reconcile.cleanupOnUninstall=true"}},
+			join(cluster("regcred"), cleanup("regcred"), namespaced(fullname+"-source"))},
 		{"every option on", renderOpts{files: []string{"everything.yaml"}},
-			join(cluster("harbor-pull"), namespaces, pods, namespaced(fullname+"-source"))},
+			join(cluster("harbor-pull"), namespaces, pods, cleanup("harbor-pull"), namespaced(fullname+"-source"))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := render(t, tc.o)
@@ -126,8 +138,9 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				}
 				if g.resource == "secrets" {
 					switch {
-					case g.verb == "create" && g.names == "":
-					case g.role == "ClusterRole" && g.names != "" && slices.Contains([]string{"get", "list", "watch", "update", "patch", "delete"}, g.verb):
+					case g.role == webhookRole && g.verb == "create" && g.names == "":
+					case g.role == webhookRole && g.names != "" && slices.Contains([]string{"get", "list", "watch", "update", "patch"}, g.verb):
+					case g.role == cleanupRole && g.names != "" && slices.Contains([]string{"list", "delete"}, g.verb):
 					case strings.HasPrefix(g.role, "Role/") && g.names != "" && slices.Contains([]string{"get", "list", "watch"}, g.verb):
 					default:
 						t.Errorf("secrets grant beyond least privilege: %s", g)
@@ -165,22 +178,51 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				t.Errorf("duplicate grants: %v", gotKeys)
 			}
 
-			// One ClusterRole and one Role, bound to the webhook's ServiceAccount
-			// (and, for the cleanup hook, to its own).
-			eqJSON(t, "ClusterRoles", m.names("ClusterRole"), []string{fullname})
-			eqJSON(t, "Roles", m.names("Role"), []string{fullname})
-			for _, o := range append(m.find("ClusterRoleBinding"), m.find("RoleBinding")...) {
-				var subjects []rbacv1.Subject
-				if o.Kind == "ClusterRoleBinding" {
-					subjects = decode[rbacv1.ClusterRoleBinding](t, o).Subjects
-				} else {
-					subjects = decode[rbacv1.RoleBinding](t, o).Subjects
-				}
-				for _, s := range subjects {
-					if s.Kind != "ServiceAccount" || (s.Name != fullname && s.Name != fullname+"-cleanup") {
-						t.Errorf("%s binds %s %s", o, s.Kind, s.Name)
+			// Namespaces in one rule, get alone or get/list/watch: never a
+			// second rule that could drift from the first.
+			for _, o := range m.find("ClusterRole") {
+				n := 0
+				for _, r := range decode[rbacv1.ClusterRole](t, o).Rules {
+					if slices.Contains(r.Resources, "namespaces") {
+						n++
 					}
 				}
+				want := 0
+				if o.Metadata.Name == fullname {
+					want = 1
+				}
+				if n != want {
+					t.Errorf("%s has %d rules on namespaces, want %d", o, n, want)
+				}
+			}
+
+			// One Role and one ClusterRole for the webhook, one ClusterRole for
+			// the cleanup hook; each bound to its own ServiceAccount only.
+			hook := slices.ContainsFunc(tc.want, func(g grant) bool { return g.role == cleanupRole })
+			wantClusterRoles := []string{fullname}
+			if hook {
+				wantClusterRoles = append(wantClusterRoles, fullname+"-cleanup")
+			}
+			eqJSON(t, "ClusterRoles", m.names("ClusterRole"), wantClusterRoles)
+			eqJSON(t, "ClusterRoleBindings", m.names("ClusterRoleBinding"), wantClusterRoles)
+			eqJSON(t, "Roles", m.names("Role"), []string{fullname})
+			eqJSON(t, "RoleBindings", m.names("RoleBinding"), []string{fullname})
+			for _, o := range append(m.find("ClusterRoleBinding"), m.find("RoleBinding")...) {
+				var ref rbacv1.RoleRef
+				var subjects []rbacv1.Subject
+				if o.Kind == "ClusterRoleBinding" {
+					b := decode[rbacv1.ClusterRoleBinding](t, o)
+					ref, subjects = b.RoleRef, b.Subjects
+				} else {
+					b := decode[rbacv1.RoleBinding](t, o)
+					ref, subjects = b.RoleRef, b.Subjects
+				}
+				// <fullname> binds the webhook's role to the webhook's
+				// ServiceAccount, <fullname>-cleanup the hook's to the hook's.
+				eq(t, o.String()+" roleRef name", ref.Name, o.Metadata.Name)
+				eqJSON(t, o.String()+" subjects", subjects, []rbacv1.Subject{
+					{Kind: "ServiceAccount", Name: o.Metadata.Name, Namespace: releaseNS},
+				})
 			}
 		})
 	}

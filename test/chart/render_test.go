@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -338,10 +339,18 @@ func TestDeployment(t *testing.T) {
 			if len(c.Command) != 0 {
 				t.Errorf("command = %v, want the image's entrypoint", c.Command)
 			}
-			eqJSON(t, "env", c.Env, []corev1.EnvVar{{
-				Name:      "POD_NAMESPACE",
-				ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}},
-			}})
+			// POD_NAMESPACE defaults the source Secret's namespace; POD_NAME goes
+			// into the user agent, so the audit log tells replicas apart.
+			eqJSON(t, "env", c.Env, []corev1.EnvVar{
+				{
+					Name:      "POD_NAMESPACE",
+					ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}},
+				},
+				{
+					Name:      "POD_NAME",
+					ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}},
+				},
+			})
 			eqJSON(t, "ports", c.Ports, []corev1.ContainerPort{
 				{Name: "webhook", ContainerPort: tc.port, Protocol: corev1.ProtocolTCP},
 				{Name: "metrics", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
@@ -702,31 +711,103 @@ func TestOptionalObjects(t *testing.T) {
 			metricsRule.From[0].NamespaceSelector == nil {
 			t.Errorf("metrics ingress rule = %+v, want port 8080 from the monitoring namespace", metricsRule)
 		}
+	})
+}
 
-		// The cleanup hook: own ServiceAccount bound to the same ClusterRole.
-		sa := get[corev1.ServiceAccount](t, m, "ServiceAccount", fullname+"-cleanup")
-		crb := get[rbacv1.ClusterRoleBinding](t, m, "ClusterRoleBinding", fullname+"-cleanup")
-		job := get[batchv1.Job](t, m, "Job", fullname+"-cleanup")
-		for _, meta := range []metav1.ObjectMeta{sa.ObjectMeta, crb.ObjectMeta, job.ObjectMeta} {
-			eq(t, meta.Name+" hook", meta.Annotations["helm.sh/hook"], "pre-delete")
-			eq(t, meta.Name+" hook-delete-policy", meta.Annotations["helm.sh/hook-delete-policy"], "before-hook-creation,hook-succeeded")
+// TestCleanupHook: reconcile.cleanupOnUninstall renders a post-delete hook
+// that needs nothing of the release (its objects are gone by then): its own
+// ServiceAccount, least-privilege ClusterRole and binding, created before the
+// Job and deleted with it, and a Job that gets the Secret's name as a flag.
+func TestCleanupHook(t *testing.T) {
+	digest := "ghcr.io/regcred-webhook/regcred-webhook@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name       string
+		o          renderOpts
+		full       string
+		secretName string
+		image      string
+	}{
+		{"defaults", renderOpts{files: []string{"minimal.yaml"}, set: []string{"reconcile.cleanupOnUninstall=true"}},
+			fullname, "regcred", "ghcr.io/regcred-webhook/regcred-webhook:0.1.0"},
+		{"every option on", renderOpts{files: []string{"everything.yaml"}}, fullname, "harbor-pull", digest},
+		{"fullnameOverride", renderOpts{files: []string{"minimal.yaml"},
+			set: []string{"reconcile.cleanupOnUninstall=true", "fullnameOverride=pull-secrets"}},
+			"pull-secrets", "regcred", "ghcr.io/regcred-webhook/regcred-webhook:0.1.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := render(t, tc.o)
+			name := tc.full + "-cleanup"
+			sa := get[corev1.ServiceAccount](t, m, "ServiceAccount", name)
+			cr := get[rbacv1.ClusterRole](t, m, "ClusterRole", name)
+			crb := get[rbacv1.ClusterRoleBinding](t, m, "ClusterRoleBinding", name)
+			job := get[batchv1.Job](t, m, "Job", name)
+
+			// post-delete, not pre-delete: before the release's objects are
+			// deleted, the webhook's reconciler restores every copy the Job
+			// deletes. Everything the Job needs exists before it (lower
+			// weight) and goes with it.
+			hooks := map[string]metav1.ObjectMeta{}
+			for _, o := range m.objects {
+				if _, ok := o.Metadata.Annotations["helm.sh/hook"]; ok {
+					hooks[o.String()] = metav1.ObjectMeta{Annotations: o.Metadata.Annotations}
+				}
+			}
+			wantHooks := []string{"ServiceAccount/" + name, "ClusterRole/" + name, "ClusterRoleBinding/" + name, "Job/" + name}
+			gotHooks := slices.Sorted(maps.Keys(hooks))
+			eqJSON(t, "hook objects", gotHooks, slices.Sorted(slices.Values(wantHooks)))
+			for _, meta := range []metav1.ObjectMeta{sa.ObjectMeta, cr.ObjectMeta, crb.ObjectMeta, job.ObjectMeta} {
+				eq(t, meta.Name+" hook", meta.Annotations["helm.sh/hook"], "post-delete")
+				eq(t, meta.Name+" hook-delete-policy", meta.Annotations["helm.sh/hook-delete-policy"], "before-hook-creation,hook-succeeded")
+			}
+			for _, meta := range []metav1.ObjectMeta{sa.ObjectMeta, cr.ObjectMeta, crb.ObjectMeta} {
+				eq(t, "weight of "+meta.Name+" (before the Job)", meta.Annotations["helm.sh/hook-weight"], "-10")
+			}
+			eq(t, "Job hook-weight", job.Annotations["helm.sh/hook-weight"], "0")
+
+			// Least privilege: list (with the metadata.name field selector,
+			// which passes resourceNames) and delete the managed copies only.
+			eqJSON(t, "cleanup rules", cr.Rules, []rbacv1.PolicyRule{{
+				APIGroups: []string{""}, Resources: []string{"secrets"},
+				ResourceNames: []string{tc.secretName}, Verbs: []string{"list", "delete"},
+			}})
+			eqJSON(t, "cleanup roleRef", crb.RoleRef, rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name})
+			eqJSON(t, "cleanup subjects", crb.Subjects, []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: releaseNS}})
+
+			spec := job.Spec.Template.Spec
+			eq(t, "cleanup serviceAccountName", spec.ServiceAccountName, name)
+			eq(t, "cleanup restartPolicy", spec.RestartPolicy, corev1.RestartPolicyNever)
+			checkRestricted(t, spec)
+			if len(spec.Containers) != 1 || len(spec.InitContainers) != 0 {
+				t.Fatalf("cleanup containers = %d (+%d init), want 1", len(spec.Containers), len(spec.InitContainers))
+			}
+			c := spec.Containers[0]
+			eq(t, "cleanup image", c.Image, tc.image)
+			// No config file: the release's ConfigMap is gone at post-delete.
+			eqJSON(t, "cleanup args", c.Args, []string{"cleanup", "--secret-name=" + tc.secretName})
+			if len(spec.Volumes) != 0 || len(c.VolumeMounts) != 0 {
+				t.Errorf("cleanup volumes = %+v, mounts = %+v: at post-delete the release's ConfigMap and Secrets may be gone", spec.Volumes, c.VolumeMounts)
+			}
+			eqJSON(t, "cleanup env", c.Env, []corev1.EnvVar{{
+				Name:      "POD_NAMESPACE",
+				ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}},
+			}})
+
+			// Its Pods are not the webhook's: no Service, PodDisruptionBudget
+			// or NetworkPolicy (they all use the selector labels) selects them.
+			if labels.SelectorFromSet(selectorLabels(releaseName)).Matches(labels.Set(job.Spec.Template.Labels)) {
+				t.Errorf("the cleanup Pod labels %v match the webhook's selector", job.Spec.Template.Labels)
+			}
+			eq(t, "cleanup Pod component", job.Spec.Template.Labels["app.kubernetes.io/component"], "cleanup")
+		})
+	}
+
+	t.Run("off by default", func(t *testing.T) {
+		m := render(t, renderOpts{files: []string{"minimal.yaml"}})
+		for _, o := range m.objects {
+			if h, ok := o.Metadata.Annotations["helm.sh/hook"]; ok {
+				t.Errorf("%s is a %s hook without reconcile.cleanupOnUninstall", o, h)
+			}
 		}
-		// The ServiceAccount and its binding exist before the Job starts.
-		eq(t, "ServiceAccount hook-weight", sa.Annotations["helm.sh/hook-weight"], "-10")
-		eq(t, "ClusterRoleBinding hook-weight", crb.Annotations["helm.sh/hook-weight"], "-10")
-		eq(t, "Job hook-weight", job.Annotations["helm.sh/hook-weight"], "0")
-		eqJSON(t, "cleanup roleRef", crb.RoleRef, rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: fullname})
-		eqJSON(t, "cleanup subjects", crb.Subjects, []rbacv1.Subject{{Kind: "ServiceAccount", Name: fullname + "-cleanup", Namespace: releaseNS}})
-		spec := job.Spec.Template.Spec
-		eq(t, "cleanup serviceAccountName", spec.ServiceAccountName, fullname+"-cleanup")
-		eq(t, "cleanup restartPolicy", spec.RestartPolicy, corev1.RestartPolicyNever)
-		checkRestricted(t, spec)
-		if len(spec.Containers) != 1 {
-			t.Fatalf("cleanup containers = %d", len(spec.Containers))
-		}
-		eqJSON(t, "cleanup args", spec.Containers[0].Args, []string{"cleanup", "--config=/etc/regcred-webhook/config.yaml"})
-		eq(t, "cleanup image", spec.Containers[0].Image,
-			"ghcr.io/regcred-webhook/regcred-webhook@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	})
 }
 

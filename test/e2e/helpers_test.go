@@ -158,6 +158,7 @@ func webhookCalls(t *testing.T) int {
 type auditEvent struct {
 	Verb      string                    `json:"verb"`
 	Stage     string                    `json:"stage"`
+	UserAgent string                    `json:"userAgent"`
 	User      struct{ Username string } `json:"user"`
 	ObjectRef struct {
 		Resource, Namespace, Name string

@@ -47,7 +47,14 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 		}, false},
 		{"delete another Secret", func() error { return sa.Delete(ctx, other.DeepCopy()) }, false},
 		{"list Pods", func() error { return sa.List(ctx, &corev1.PodList{}) }, false},
+		{"get a Namespace (restore checks scope)", func() error {
+			return sa.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})
+		}, true},
 		{"list Namespaces", func() error { return sa.List(ctx, &corev1.NamespaceList{}) }, false},
+		{"delete a managed copy (only the uninstall hook may)", func() error {
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: ns}}
+			return sa.Delete(ctx, s)
+		}, false},
 		{"list ConfigMaps", func() error { return sa.List(ctx, &corev1.ConfigMapList{}) }, false},
 	}
 	for _, tt := range tests {

@@ -154,41 +154,55 @@ func WriteCert(dir string, crt, key []byte) error {
 
 // StartWebhook starts the binary with the chart's flags and waits for /readyz.
 func (in *Install) StartWebhook(ctx context.Context) error {
-	in.Webhook = &Process{
-		Name: "regcred-webhook",
+	p, err := in.StartReplica(ctx, "replica-1", in.Port, in.Metrics, in.Probes)
+	if err != nil {
+		return err
+	}
+	in.Webhook = p
+	return nil
+}
+
+// StartReplica starts one more webhook process (a second replica of the
+// Deployment) named name, on the given ports, and waits for its /readyz.
+func (in *Install) StartReplica(ctx context.Context, name string, port, metrics, probes int) (*Process, error) {
+	p := &Process{
+		Name: "regcred-webhook " + name,
 		Path: in.Binary,
 		Args: []string{
 			"--kubeconfig=" + in.Kubeconfig,
 			"--config=" + in.ConfigFile,
 			"--cert-dir=" + in.CertDir,
-			"--webhook-port=" + strconv.Itoa(in.Port),
-			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(in.Metrics),
-			"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(in.Probes),
+			"--webhook-port=" + strconv.Itoa(port),
+			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metrics),
+			"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probes),
 			"--leader-elect",
 			"--zap-log-level=debug",
 		},
-		Env:     []string{"POD_NAMESPACE=" + Namespace},
-		LogFile: filepath.Join(in.CP.Dir, "regcred-webhook.log"),
+		Env:     []string{"POD_NAMESPACE=" + Namespace, "POD_NAME=" + name},
+		LogFile: filepath.Join(in.CP.Dir, "regcred-webhook-"+name+".log"),
 	}
-	if err := in.Webhook.Start(); err != nil {
-		return err
+	if err := p.Start(); err != nil {
+		return nil, err
 	}
 	err := Eventually(ctx, 30*time.Second, func() (bool, error) {
-		if !in.Webhook.Running() {
-			return false, fmt.Errorf("regcred-webhook exited:\n%s", in.Webhook.Tail(20))
+		if !p.Running() {
+			return false, fmt.Errorf("regcred-webhook %s exited:\n%s", name, p.Tail(20))
 		}
-		code, _ := in.Ready()
+		code, _ := ready(probes)
 		return code == http.StatusOK, nil
 	})
 	if err != nil {
-		return fmt.Errorf("regcred-webhook not ready: %w\n%s", err, in.Webhook.Tail(20))
+		p.Stop()
+		return nil, fmt.Errorf("regcred-webhook %s not ready: %w\n%s", name, err, p.Tail(20))
 	}
-	return nil
+	return p, nil
 }
 
 // Ready returns the status code of /readyz.
-func (in *Install) Ready() (int, error) {
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(in.Probes) + "/readyz")
+func (in *Install) Ready() (int, error) { return ready(in.Probes) }
+
+func ready(port int) (int, error) {
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/readyz")
 	if err != nil {
 		return 0, err
 	}
