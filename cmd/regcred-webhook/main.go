@@ -214,12 +214,12 @@ func serve(args []string, stderr io.Writer) error {
 	}
 
 	source := pullsecret.NewSource(cfg.SourceSecret, logger.WithName("source"))
-	if err := mgr.Add(&pullsecret.SourceWatcher{Cache: mgr.GetCache(), Source: source}); err != nil {
-		return err
-	}
 	ensurer := &pullsecret.Ensurer{
-		Cache: mgr.GetCache(), Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Cache: mgr.GetCache(), Client: mgr.GetClient(),
 		Source: source, Config: cfg, Log: logger.WithName("ensure"),
+	}
+	if err := mgr.Add(&pullsecret.SourceWatcher{Cache: mgr.GetCache(), Source: source, Ensurer: ensurer}); err != nil {
+		return err
 	}
 	recorder := mgr.GetEventRecorder("regcred-webhook")
 	var namespaces client.Reader = mgr.GetAPIReader() // RBAC: namespaces get, no watch

@@ -38,7 +38,8 @@ type Config struct {
 	SecretName string `json:"secretName,omitempty"`
 	// SourceSecret is the kubernetes.io/dockerconfigjson Secret whose content is copied.
 	SourceSecret SecretRef `json:"sourceSecret,omitempty"`
-	// ExcludeNamespaces are never mutated; the webhook's own namespace is always added.
+	// ExcludeNamespaces are never mutated; the webhook's own namespace and the
+	// source's namespace are always added.
 	ExcludeNamespaces []string `json:"excludeNamespaces,omitempty"`
 	// EnsureTimeout bounds the Secret work inside one admission request.
 	EnsureTimeout Duration `json:"ensureTimeout,omitempty"`
@@ -73,6 +74,9 @@ type Duration struct{ time.Duration }
 // UnmarshalJSON accepts a Go duration string; a bare number is refused because its
 // unit would be a guess.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" { // "ensureTimeout:" with no value: the default
+		return nil
+	}
 	if len(b) < 2 || b[0] != '"' {
 		return fmt.Errorf("ensureTimeout must be a duration string such as \"2s\" or \"1500ms\", got %s", b)
 	}
@@ -115,7 +119,7 @@ func Parse(data []byte, podNamespace string) (*Config, error) {
 }
 
 // Default fills unset fields. The webhook's own namespace is always excluded: its Pods
-// must start even when the webhook is down.
+// must start even when the webhook is down. So is the source Secret's namespace.
 func (c *Config) Default(podNamespace string) {
 	if c.SecretName == "" {
 		c.SecretName = DefaultSecretName
@@ -129,8 +133,12 @@ func (c *Config) Default(podNamespace string) {
 	if c.ExcludeNamespaces == nil {
 		c.ExcludeNamespaces = append([]string(nil), DefaultExcludeNamespaces...)
 	}
-	if podNamespace != "" && !sets.New(c.ExcludeNamespaces...).Has(podNamespace) {
-		c.ExcludeNamespaces = append(c.ExcludeNamespaces, podNamespace)
+	// The source's namespace too: the cache holds only the source there (so a copy
+	// could never be seen as current), and a copy beside the source adds nothing.
+	for _, ns := range []string{podNamespace, c.SourceSecret.Namespace} {
+		if ns != "" && !sets.New(c.ExcludeNamespaces...).Has(ns) {
+			c.ExcludeNamespaces = append(c.ExcludeNamespaces, ns)
+		}
 	}
 	if c.EnsureTimeout.Duration == 0 {
 		c.EnsureTimeout.Duration = DefaultEnsureTimeout

@@ -54,8 +54,8 @@ reconcile: {provisionAllNamespaces: true, restartStuckPods: true}
 				if c.SecretName != "harbor-pull" || c.SourceSecret.String() != "registry/harbor-robot" {
 					t.Errorf("got %+v", c)
 				}
-				if !c.Excluded("batch") || !c.Excluded("ops") || c.Excluded("kube-public") {
-					t.Errorf("excludeNamespaces = %v: an explicit list replaces the default, plus the own namespace", c.ExcludeNamespaces)
+				if !c.Excluded("batch") || !c.Excluded("ops") || !c.Excluded("registry") || c.Excluded("kube-public") {
+					t.Errorf("excludeNamespaces = %v: an explicit list replaces the default, plus the own and the source's namespace", c.ExcludeNamespaces)
 				}
 				if c.EnsureTimeout.Duration != 1500*time.Millisecond {
 					t.Errorf("ensureTimeout = %s", c.EnsureTimeout)
@@ -75,6 +75,12 @@ reconcile: {provisionAllNamespaces: true, restartStuckPods: true}
 				}
 			},
 		},
+		{name: "empty ensureTimeout is the default", podNS: "ops", yaml: "ensureTimeout:\n",
+			check: func(t *testing.T, c *Config) {
+				if c.EnsureTimeout.Duration != DefaultEnsureTimeout {
+					t.Errorf("ensureTimeout = %s", c.EnsureTimeout)
+				}
+			}},
 		{name: "unknown field is refused", podNS: "ops", yaml: "secretNme: x\n", wantErrs: []string{`unknown field "secretNme"`}},
 		{name: "misplaced reconcile option", podNS: "ops", yaml: "provisionAllNamespaces: true\n", wantErrs: []string{`unknown field "provisionAllNamespaces"`}},
 		{name: "wrong type", podNS: "ops", yaml: "excludeNamespaces: kube-system\n", wantErrs: []string{"excludeNamespaces"}},

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-logr/logr"
 	"gomodules.xyz/jsonpatch/v2"
@@ -47,13 +49,28 @@ type Handler struct {
 	Source  Snapshots
 	Ensurer Ensurer
 	Log     logr.Logger
+
+	unmanagedLogged sync.Map // namespaces whose unmanaged Secret decision was logged
 }
 
 var _ admission.Handler = (*Handler)(nil)
 
 // Handle never denies a Pod for the webhook's own trouble: every failure to ensure
 // the Secret becomes a warning on an allowed (and still patched) response.
-func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
+	// controller-runtime's own recovery answers 500, which the API server treats as
+	// a denial whatever the failurePolicy: a bug here must not block Pods.
+	defer func() {
+		if p := recover(); p != nil {
+			h.Log.Error(fmt.Errorf("panic: %v", p), "admission handler failed; allowing the Pod unchanged",
+				"namespace", req.Namespace, "stack", string(debug.Stack()))
+			resp = admission.Allowed("internal error")
+			resp.Warnings = []string{"regcred-webhook: internal error, the Pod was admitted without changes"}
+		}
+	}()
+	if req.SubResource == "ephemeralcontainers" && req.Operation == admissionv1.Update {
+		return h.ephemeral(req)
+	}
 	if req.Operation != admissionv1.Create {
 		// imagePullSecrets are immutable after creation; nothing to do on UPDATE.
 		return admission.Allowed("only CREATE is mutated")
@@ -78,10 +95,6 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	log := h.Log.WithValues("namespace", namespace, "pod", podName(pod, req))
 
 	var warnings []string
-	if n := len(pod.Spec.EphemeralContainers); n > 0 {
-		warnings = append(warnings, fmt.Sprintf("regcred-webhook: %d ephemeral container(s) are not checked: "+
-			"ephemeral containers cannot gain imagePullSecrets", n))
-	}
 	skip := func(reason string) admission.Response {
 		log.V(1).Info("pod not mutated", "reason", reason)
 		r := admission.Allowed(reason)
@@ -122,8 +135,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		warnings = append(warnings, fmt.Sprintf("regcred-webhook: %v; the Pod references it anyway and it will be retried", err))
 	}
 	if res == pullsecret.Unmanaged {
-		log.Info("a Secret with the managed name exists without the managed label: left untouched, Pod references it",
-			"secret", secret)
+		if _, seen := h.unmanagedLogged.LoadOrStore(namespace, true); !seen {
+			log.Info("a Secret with the managed name exists without the managed label: left untouched, Pods reference it",
+				"secret", secret)
+		}
 	}
 
 	ops := patch(pod, secret)
@@ -158,7 +173,40 @@ type podView struct {
 }
 
 type container struct {
+	Name  string `json:"name"`
 	Image string `json:"image"`
+}
+
+// ephemeral answers an UPDATE of pods/ephemeralcontainers (kubectl debug). An
+// ephemeral container cannot gain imagePullSecrets: it pulls with the Pod's. So a
+// new one from a configured registry in a Pod without the Secret gets a warning,
+// never a denial.
+func (h *Handler) ephemeral(req admission.Request) admission.Response {
+	snap := h.Source.Current()
+	pod, old := &podView{}, &podView{}
+	if snap == nil || json.Unmarshal(req.Object.Raw, pod) != nil {
+		return admission.Allowed("")
+	}
+	_ = json.Unmarshal(req.OldObject.Raw, old) // absent: every container is new
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		if ref.Name == h.Config.SecretName {
+			return admission.Allowed("")
+		}
+	}
+	existing := map[string]bool{}
+	for _, c := range old.Spec.EphemeralContainers {
+		existing[c.Name] = true
+	}
+	var warnings []string
+	for _, c := range pod.Spec.EphemeralContainers {
+		if _, ok := snap.Matcher.Match(c.Image); ok && !existing[c.Name] {
+			warnings = append(warnings, fmt.Sprintf("regcred-webhook: ephemeral container %s pulls %s without imagePullSecret %s "+
+				"(the Pod was created without it, and ephemeral containers cannot add one); the pull may fail", c.Name, c.Image, h.Config.SecretName))
+		}
+	}
+	r := admission.Allowed("")
+	r.Warnings = warnings
+	return r
 }
 
 // firstMatch returns the first image that the kubelet would pull with the source's

@@ -117,7 +117,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		Config: cfg,
 		Source: e.source,
 		Ensurer: &pullsecret.Ensurer{
-			Cache: cache, Client: e.api, APIReader: e.api,
+			Cache: cache, Client: e.api,
 			Source: e.source, Config: cfg, Log: logr.Discard(),
 		},
 		Log: logr.Discard(),
@@ -213,8 +213,15 @@ func TestHandle(t *testing.T) {
 		return p
 	}
 	forbiddenTerminating := interceptor.Funcs{Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
-		return apierrors.NewForbidden(secretsGR, "regcred",
+		// What the NamespaceLifecycle admission plugin answers.
+		err := apierrors.NewForbidden(secretsGR, "regcred",
 			errors.New("unable to create new content in namespace team-a because it is being terminated"))
+		err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
+			Type: corev1.NamespaceTerminatingCause, Message: "namespace team-a is being terminated", Field: "metadata.namespace"})
+		return err
+	}}
+	quotaForbidden := interceptor.Funcs{Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
+		return apierrors.NewForbidden(secretsGR, "regcred", errors.New("exceeded quota: secrets, requested: secrets=1, used: secrets=10, limited: secrets=10"))
 	}}
 	alreadyExists := interceptor.Funcs{Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
 		return apierrors.NewAlreadyExists(secretsGR, "regcred")
@@ -283,21 +290,18 @@ func TestHandle(t *testing.T) {
 		{name: "mirror pod", ns: "team-a", pod: withAnnotations(pod(harbor+"/a/b"), corev1.MirrorPodAnnotationKey, "abc")},
 		{name: "UPDATE is not mutated", ns: "team-a", op: admissionv1.Update, pod: pod(harbor + "/a/b")},
 		{name: "no source: allowed unpatched", ns: "team-a", opts: envOpts{noSource: true}, pod: pod(harbor + "/a/b")},
-		{name: "ephemeral containers warn", ns: "team-a",
-			pod: func() *corev1.Pod {
-				p := pod("nginx")
-				p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "dbg", Image: harbor + "/dbg"}}}
-				return p
-			}(),
-			wantWarning: "ephemeral container"},
 		{name: "dry-run: patched, nothing written", ns: "team-a", pod: pod(harbor + "/a/b"), dryRun: true,
 			wantPatched: true, wantSecrets: []string{"regcred"}},
 		{name: "unmanaged regcred left alone, still referenced", ns: "team-a", opts: envOpts{objs: []client.Object{unmanaged}},
 			pod: pod(harbor + "/a/b"), wantPatched: true, wantSecrets: []string{"regcred"}},
-		{name: "stale managed copy updated", ns: "team-a", opts: envOpts{objs: []client.Object{managedStale}},
-			pod: pod(harbor + "/a/b"), wantPatched: true, wantSecrets: []string{"regcred"}, wantUpdates: 1, wantSecret: true},
+		// The leader's reconciler updates stale copies: a replica whose view of the
+		// source lags must not roll a rotated copy back from the hot path.
+		{name: "stale managed copy: patched, left to the reconciler", ns: "team-a", opts: envOpts{objs: []client.Object{managedStale}},
+			pod: pod(harbor + "/a/b"), wantPatched: true, wantSecrets: []string{"regcred"}},
 		{name: "terminating namespace: patched with a warning", ns: "team-a", opts: envOpts{funcs: forbiddenTerminating},
 			pod: pod(harbor + "/a/b"), wantPatched: true, wantSecrets: []string{"regcred"}, wantCreates: 1, wantWarning: "is terminating"},
+		{name: "quota: patched with a warning that does not blame RBAC", ns: "team-a", opts: envOpts{funcs: quotaForbidden},
+			pod: pod(harbor + "/a/b"), wantPatched: true, wantSecrets: []string{"regcred"}, wantCreates: 1, wantWarning: "ResourceQuota"},
 		{name: "AlreadyExists is success", ns: "team-a", opts: envOpts{funcs: alreadyExists},
 			pod: pod(harbor + "/a/b"), wantPatched: true, wantSecrets: []string{"regcred"}, wantCreates: 1},
 		{name: "API error: patched with a warning", ns: "team-a", opts: envOpts{funcs: serverError},
@@ -505,4 +509,113 @@ func TestBadRequests(t *testing.T) {
 	if resp := e.h.Handle(context.Background(), other); !resp.Allowed || len(resp.Patches) != 0 {
 		t.Errorf("a non-Pod must be allowed unpatched: %+v", resp)
 	}
+}
+
+// rawRequest is a CREATE whose object is exactly raw, for shapes a typed Pod
+// cannot produce (null, [] and {} survive as written).
+func rawRequest(ns, raw string) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "uid-raw", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Namespace: ns, Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(raw)},
+	}}
+}
+
+func TestPatchOnRawShapes(t *testing.T) {
+	const img = `"image":"harbor.example.com/a/b:1"`
+	tests := []struct {
+		name        string
+		raw         string
+		wantSecrets []string
+		wantAnnots  map[string]string
+		wantNoPatch bool
+	}{
+		{name: "no fields at all", raw: `{"metadata":{"generateName":"x-"},"spec":{"containers":[{"name":"c",` + img + `}]}}`,
+			wantSecrets: []string{"regcred"}, wantAnnots: map[string]string{InjectedAnnotation: "regcred"}},
+		{name: "null list and null annotations", raw: `{"metadata":{"annotations":null},"spec":{"imagePullSecrets":null,"containers":[{"name":"c",` + img + `}]}}`,
+			wantSecrets: []string{"regcred"}, wantAnnots: map[string]string{InjectedAnnotation: "regcred"}},
+		{name: "empty list and empty annotations", raw: `{"metadata":{"annotations":{}},"spec":{"imagePullSecrets":[],"containers":[{"name":"c",` + img + `}]}}`,
+			wantSecrets: []string{"regcred"}, wantAnnots: map[string]string{InjectedAnnotation: "regcred"}},
+		{name: "list and annotation with slashes and tildes kept", raw: `{"metadata":{"annotations":{"a~b/c":"1"}},"spec":{"imagePullSecrets":[{"name":"own"}],"containers":[{"name":"c",` + img + `}]}}`,
+			wantSecrets: []string{"own", "regcred"}, wantAnnots: map[string]string{"a~b/c": "1", InjectedAnnotation: "regcred"}},
+		{name: "reinvocation: nothing to do", raw: `{"metadata":{"annotations":{"regcred-webhook.io/injected":"regcred"}},"spec":{"imagePullSecrets":[{"name":"regcred"}],"containers":[{"name":"c",` + img + `}]}}`,
+			wantSecrets: []string{"regcred"}, wantAnnots: map[string]string{InjectedAnnotation: "regcred"}, wantNoPatch: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, envOpts{})
+			req := rawRequest("team-a", tt.raw)
+			resp := e.h.Handle(context.Background(), req)
+			if !resp.Allowed {
+				t.Fatalf("denied: %+v", resp.Result)
+			}
+			if tt.wantNoPatch && len(resp.Patches) != 0 {
+				t.Fatalf("want no patch on reinvocation, got %v", resp.Patches)
+			}
+			got := applied(t, req, resp)
+			if fmt.Sprint(pullSecretNames(got)) != fmt.Sprint(tt.wantSecrets) {
+				t.Errorf("imagePullSecrets = %v, want %v", pullSecretNames(got), tt.wantSecrets)
+			}
+			if fmt.Sprint(got.Annotations) != fmt.Sprint(tt.wantAnnots) {
+				t.Errorf("annotations = %v, want %v", got.Annotations, tt.wantAnnots)
+			}
+		})
+	}
+}
+
+func TestEphemeralContainers(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	withEphemeral := func(pullSecrets []string, images ...string) *corev1.Pod {
+		p := pod("nginx")
+		for _, n := range pullSecrets {
+			p.Spec.ImagePullSecrets = append(p.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+		}
+		for i, img := range images {
+			p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{
+				EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: fmt.Sprintf("debug%d", i), Image: img}})
+		}
+		return p
+	}
+	tests := []struct {
+		name     string
+		old, new *corev1.Pod
+		want     string // a warning substring; "" = none
+	}{
+		{name: "registry image, Pod without the Secret", old: withEphemeral(nil), new: withEphemeral(nil, harbor+"/tools/debug:1"),
+			want: "ephemeral container debug0 pulls harbor.example.com/tools/debug:1 without imagePullSecret regcred"},
+		{name: "registry image, Pod has the Secret", old: withEphemeral([]string{"regcred"}), new: withEphemeral([]string{"regcred"}, harbor+"/tools/debug:1")},
+		{name: "docker hub image", old: withEphemeral(nil), new: withEphemeral(nil, "busybox:1.36")},
+		{name: "only the new container is judged", old: withEphemeral(nil, harbor+"/tools/debug:1"),
+			new: withEphemeral(nil, harbor+"/tools/debug:1", "busybox")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := request(t, "team-a", admissionv1.Update, tt.new, false)
+			req.SubResource = "ephemeralcontainers"
+			old, _ := json.Marshal(tt.old)
+			req.OldObject = runtime.RawExtension{Raw: old}
+			resp := e.h.Handle(context.Background(), req)
+			if !resp.Allowed || len(resp.Patches) != 0 {
+				t.Fatalf("want allowed without patch, got %+v", resp)
+			}
+			assertWarning(t, resp.Warnings, tt.want)
+		})
+	}
+}
+
+type panickingEnsurer struct{}
+
+func (panickingEnsurer) Ensure(context.Context, string, bool) (pullsecret.Result, error) {
+	panic("boom")
+}
+
+// A bug must not deny Pods: controller-runtime's own recovery answers 500, which
+// the API server enforces as a denial whatever the failurePolicy.
+func TestPanicAllowsThePod(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.h.Ensurer = panickingEnsurer{}
+	resp := e.h.Handle(context.Background(), request(t, "team-a", admissionv1.Create, pod(harbor+"/a/b"), false))
+	if !resp.Allowed || len(resp.Patches) != 0 {
+		t.Fatalf("want allowed and unchanged, got %+v", resp)
+	}
+	assertWarning(t, resp.Warnings, "internal error")
 }

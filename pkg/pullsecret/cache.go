@@ -52,11 +52,13 @@ func CacheOptions(cfg *config.Config) cache.Options {
 	return opts
 }
 
-// SourceWatcher feeds a Source from the cache's Secret informer. It runs on every
-// replica, leader or not: every replica admits Pods.
+// SourceWatcher feeds a Source from the cache's Secret informer, and tells the
+// Ensurer when a managed copy is deleted so its memo of recent creates does not hide
+// the loss. It runs on every replica, leader or not: every replica admits Pods.
 type SourceWatcher struct {
-	Cache  cache.Informers
-	Source *Source
+	Cache   cache.Informers
+	Source  *Source
+	Ensurer *Ensurer // optional
 }
 
 // NeedLeaderElection is false: see SourceWatcher.
@@ -89,6 +91,18 @@ func (w *SourceWatcher) Start(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("watching the source Secret: %w", err)
+	}
+	if w.Ensurer != nil {
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if s, ok := obj.(*corev1.Secret); ok && s.Name == w.Ensurer.Config.SecretName && IsManaged(s) {
+				w.Ensurer.Forget(s.Namespace)
+			}
+		}}); err != nil {
+			return fmt.Errorf("watching managed copies: %w", err)
+		}
 	}
 	if err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
 		return reg.HasSynced(), nil

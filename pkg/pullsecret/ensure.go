@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,8 +24,11 @@ const (
 	Current Result = "current"
 	// Created: the copy was created.
 	Created Result = "created"
-	// Updated: a stale managed copy was brought up to date.
-	Updated Result = "updated"
+	// Stale: a managed copy exists with other content. The hot path does not
+	// update it: a replica whose view of the source lags could otherwise roll a
+	// rotated copy back. The leader's reconciler brings it up to date (it is
+	// triggered by the copy's own events and by every change of the source).
+	Stale Result = "stale"
 	// Exists: a create raced with another writer (another replica, the reconciler);
 	// the Secret exists, which is what the Pod needs.
 	Exists Result = "exists"
@@ -52,14 +54,12 @@ const writeTimeout = 15 * time.Second
 // Ensurer makes sure the managed Secret exists and is current in a namespace.
 type Ensurer struct {
 	// Cache reads Secrets from the manager's narrow cache (the managed name
-	// cluster-wide); Client writes to, and on conflict re-reads from, the API server.
+	// cluster-wide); Client creates.
 	Cache  client.Reader
 	Client client.Client
-	// APIReader reads past the cache after a write conflict.
-	APIReader client.Reader
-	Source    *Source
-	Config    *config.Config
-	Log       logr.Logger
+	Source *Source
+	Config *config.Config
+	Log    logr.Logger
 
 	flights singleflight.Group
 	mu      sync.Mutex
@@ -89,22 +89,30 @@ func (e *Ensurer) ensure(ctx context.Context, namespace string, dryRun bool) (Re
 	if snap == nil {
 		return Failed, fmt.Errorf("no valid source Secret %s", e.Source.Ref())
 	}
-	if res, _, err := e.fromCache(ctx, namespace, snap); res != "" {
+	// The budget covers the cache read too: a cache that has not synced blocks.
+	ctx, cancel := context.WithTimeout(ctx, e.Config.EnsureTimeout.Duration)
+	defer cancel()
+	if res, err := e.fromCache(ctx, namespace, snap); res != "" {
 		return res, err
 	}
 	if dryRun {
 		return DryRun, nil
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, e.Config.EnsureTimeout.Duration)
-	defer cancel()
 	// The key holds the hash so a flight for an older source never answers for a newer one.
-	ch := e.flights.DoChan(namespace+"/"+snap.Hash, func() (any, error) {
-		// Detached from the first caller: if it gives up, the write still completes
+	ch := e.flights.DoChan(namespace+"/"+snap.Hash, func() (res any, err error) {
+		// A panic here would be re-raised in a goroutine of singleflight's and
+		// kill the process: turn it into an error for the callers.
+		defer func() {
+			if p := recover(); p != nil {
+				res, err = Failed, fmt.Errorf("internal error ensuring Secret %s/%s: %v", namespace, e.Config.SecretName, p)
+			}
+		}()
+		// Detached from the first caller: if it gives up, the create still completes
 		// for the Pods queued behind it.
 		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 		defer wcancel()
-		return e.write(wctx, namespace, snap)
+		return e.create(wctx, namespace, snap)
 	})
 	select {
 	case r := <-ch:
@@ -114,81 +122,56 @@ func (e *Ensurer) ensure(ctx context.Context, namespace string, dryRun bool) (Re
 		}
 		return res, nil
 	case <-ctx.Done():
-		return Failed, fmt.Errorf("ensuring Secret %s/%s took longer than ensureTimeout %s; "+
-			"it is still being written in the background", namespace, e.Config.SecretName, e.Config.EnsureTimeout.Duration)
+		if ctx.Err() == context.DeadlineExceeded {
+			return Failed, fmt.Errorf("ensuring Secret %s/%s took longer than ensureTimeout %s; "+
+				"it is still being written in the background", namespace, e.Config.SecretName, e.Config.EnsureTimeout.Duration)
+		}
+		return Failed, fmt.Errorf("ensuring Secret %s/%s: the admission request was cancelled: %w", namespace, e.Config.SecretName, ctx.Err())
 	}
 }
 
-// fromCache answers without an API call when it can: the copy is current, or is not
-// ours, or we wrote this content moments ago and the informer has not caught up.
-// Otherwise it returns what the cache holds (nil when nothing) for write to act on.
-func (e *Ensurer) fromCache(ctx context.Context, namespace string, snap *Snapshot) (Result, *corev1.Secret, error) {
+// fromCache answers without an API call when it can: the copy is current, stale
+// (the reconciler's job), not ours, or we created it moments ago and the informer
+// has not caught up. "" means it is missing.
+func (e *Ensurer) fromCache(ctx context.Context, namespace string, snap *Snapshot) (Result, error) {
 	cur := &corev1.Secret{}
 	err := e.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: e.Config.SecretName}, cur)
 	switch {
 	case err == nil && !IsManaged(cur):
-		return Unmanaged, nil, nil
+		return Unmanaged, nil
 	case err == nil && IsCurrent(cur, e.Source.Ref(), snap):
-		return Current, nil, nil
+		return Current, nil
+	case err == nil:
+		return Stale, nil
+	case !apierrors.IsNotFound(err):
+		return Failed, explain(err, namespace, e.Config.SecretName, "read")
 	case e.recentlyWrote(namespace, snap.Hash):
-		return Current, nil, nil
-	case apierrors.IsNotFound(err):
-		return "", nil, nil
-	case err != nil:
-		return Failed, nil, explain(err, namespace, e.Config.SecretName, "read")
+		return Current, nil
 	}
-	return "", cur, nil
+	return "", nil
 }
 
-// write runs once per namespace and content at a time.
-func (e *Ensurer) write(ctx context.Context, namespace string, snap *Snapshot) (Result, error) {
-	log := e.Log.WithValues("namespace", namespace, "secret", e.Config.SecretName)
+// create runs once per namespace and content at a time.
+func (e *Ensurer) create(ctx context.Context, namespace string, snap *Snapshot) (Result, error) {
 	// A flight that just ended may have done the work; the cache or memo says so.
-	res, cur, err := e.fromCache(ctx, namespace, snap)
-	if res != "" {
+	if res, err := e.fromCache(ctx, namespace, snap); res != "" {
 		return res, err
 	}
-	if cur == nil {
-		err = e.Client.Create(ctx, Desired(e.Config.SecretName, namespace, e.Source.Ref(), snap))
-		writesTotal.WithLabelValues("create", outcome(err)).Inc()
-		switch {
-		case err == nil:
-			e.remember(namespace, snap.Hash)
-			log.Info("created managed Secret", "contentHash", snap.Hash)
-			return Created, nil
-		case apierrors.IsAlreadyExists(err):
-			// Another writer won; what it wrote is its business (the reconciler
-			// brings a stale managed copy up to date).
-			log.V(1).Info("managed Secret created concurrently elsewhere")
-			return Exists, nil
-		default:
-			return Failed, explain(err, namespace, e.Config.SecretName, "create")
-		}
+	err := e.Client.Create(ctx, Desired(e.Config.SecretName, namespace, e.Source.Ref(), snap))
+	writesTotal.WithLabelValues("create", outcome(err)).Inc()
+	switch {
+	case err == nil:
+		e.remember(namespace, snap.Hash)
+		e.Log.Info("created managed Secret", "namespace", namespace, "secret", e.Config.SecretName, "contentHash", snap.Hash)
+		return Created, nil
+	case apierrors.IsAlreadyExists(err):
+		// Another writer won (another replica, the reconciler, the user); the
+		// Secret exists, which is what the Pod needs.
+		e.Log.V(1).Info("managed Secret created concurrently elsewhere", "namespace", namespace, "secret", e.Config.SecretName)
+		return Exists, nil
+	default:
+		return Failed, explain(err, namespace, e.Config.SecretName, "create")
 	}
-	// Managed and stale (fromCache handled the other cases).
-	err = e.Client.Update(ctx, Refresh(cur, e.Source.Ref(), snap))
-	if apierrors.IsConflict(err) {
-		// The cache was behind; one fresh read and retry is enough here, the
-		// reconciler owns longer fights.
-		fresh := &corev1.Secret{}
-		if gerr := e.APIReader.Get(ctx, client.ObjectKeyFromObject(cur), fresh); gerr != nil {
-			err = gerr
-		} else if !IsManaged(fresh) {
-			return Unmanaged, nil
-		} else if IsCurrent(fresh, e.Source.Ref(), snap) {
-			e.remember(namespace, snap.Hash)
-			return Current, nil
-		} else {
-			err = e.Client.Update(ctx, Refresh(fresh, e.Source.Ref(), snap))
-		}
-	}
-	writesTotal.WithLabelValues("update", outcome(err)).Inc()
-	if err != nil {
-		return Failed, explain(err, namespace, e.Config.SecretName, "update")
-	}
-	e.remember(namespace, snap.Hash)
-	log.Info("updated stale managed Secret", "contentHash", snap.Hash, "previousHash", cur.Annotations[HashAnnotation])
-	return Updated, nil
 }
 
 func (e *Ensurer) remember(namespace, hash string) {
@@ -250,10 +233,10 @@ func outcome(err error) string {
 // explain turns an API error into a warning an operator can act on.
 func explain(err error, namespace, name, verb string) error {
 	switch {
-	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "being terminated"):
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		return fmt.Errorf("namespace %s is terminating, Secret %s was not created", namespace, name)
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("not allowed to %s Secret %s/%s: %w (check the webhook's RBAC)", verb, namespace, name, err)
+		return fmt.Errorf("forbidden to %s Secret %s/%s (RBAC, a ResourceQuota or an admission policy): %w", verb, namespace, name, err)
 	case errors.Is(err, context.DeadlineExceeded) || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err):
 		return fmt.Errorf("timed out trying to %s Secret %s/%s: %w", verb, namespace, name, err)
 	default:

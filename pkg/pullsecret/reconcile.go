@@ -144,8 +144,8 @@ func (r *Reconciler) fanOut(ctx context.Context) error {
 	ref := r.Source.Ref()
 	for i := range list.Items {
 		cur := &list.Items[i]
-		if cur.Name != r.Config.SecretName || r.isSource(cur) || IsCurrent(cur, ref, snap) {
-			continue
+		if cur.Name != r.Config.SecretName || r.isSource(cur) || IsCurrent(cur, ref, snap) || wrongType(cur) {
+			continue // wrongType: reported by reconcileCopy, an update cannot fix it
 		}
 		g.Go(func() error {
 			err := r.Client.Update(gctx, Refresh(cur, ref, snap))
@@ -198,6 +198,12 @@ func (r *Reconciler) reconcileCopy(ctx context.Context, namespace string) error 
 		return nil // the user's Secret
 	case err == nil && IsCurrent(cur, ref, snap):
 		return nil
+	case err == nil && wrongType(cur):
+		// type is immutable and this role may not delete: say so once, no retry loop.
+		r.Recorder.Eventf(cur, nil, corev1.EventTypeWarning, "WrongType", "Update",
+			"managed copy has type %q, want %q, which an update cannot change: delete it and it is recreated", cur.Type, corev1.SecretTypeDockerConfigJson)
+		log.Info("managed copy has the wrong type; delete it to have it recreated", "type", cur.Type)
+		return nil
 	case err == nil:
 		// Edited by hand (or missed by a fan-out): put the source's content back.
 		if err := r.Client.Update(ctx, Refresh(cur, ref, snap)); err != nil {
@@ -245,6 +251,8 @@ func (r *Reconciler) reconcileCopy(ctx context.Context, namespace string) error 
 	}
 	return nil
 }
+
+func wrongType(s *corev1.Secret) bool { return s.Type != corev1.SecretTypeDockerConfigJson }
 
 // inScope reports whether the reconciler may create the copy in namespace: not
 // excluded, not opted out, and not terminating.

@@ -90,21 +90,24 @@ func (s *Source) Set(secret *corev1.Secret) {
 }
 
 // Delete records that the source is gone.
-func (s *Source) Delete() {
-	s.withdraw(fmt.Sprintf("source Secret %s not found: create it (type kubernetes.io/dockerconfigjson, "+
+func (s *Source) Delete() { s.withdraw(s.notFound()) }
+
+func (s *Source) notFound() string {
+	return fmt.Sprintf("source Secret %s not found: create it (type kubernetes.io/dockerconfigjson, "+
 		"e.g. kubectl create secret docker-registry %s -n %s --docker-server=<harbor host> "+
 		"--docker-username=<robot account> --docker-password=<token>) or fix sourceSecret in the config",
-		s.ref, s.ref.Name, s.ref.Namespace))
+		s.ref, s.ref.Name, s.ref.Namespace)
 }
 
 // markSynced reports a source that the informer's initial list did not contain.
+// The check and the withdrawal are one critical section: a Set between them must
+// not be overwritten.
 func (s *Source) markSynced() {
 	s.mu.Lock()
-	seen := s.seen
-	s.mu.Unlock()
-	if !seen {
-		s.Delete()
+	if !s.seen {
+		s.withdrawLocked(s.notFound())
 	}
+	s.mu.Unlock()
 	s.synced.Store(true)
 }
 
@@ -123,6 +126,10 @@ func (s *Source) Synced(*http.Request) error {
 func (s *Source) withdraw(problem string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.withdrawLocked(problem)
+}
+
+func (s *Source) withdrawLocked(problem string) {
 	s.current.Store(nil)
 	sourceValid.Set(0)
 	if s.seen && s.problem == problem {

@@ -1,0 +1,97 @@
+package pullsecret
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/regcred-webhook/regcred-webhook/pkg/registry"
+)
+
+func stuckPod(owner string, image, reason string, pullSecrets ...string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team", UID: "u1"}}
+	if owner != "" {
+		p.OwnerReferences = []metav1.OwnerReference{{Kind: owner, Name: "o", Controller: ptr.To(true), APIVersion: "apps/v1", UID: "o1"}}
+	}
+	p.Spec.Containers = []corev1.Container{{Name: "app", Image: image}}
+	for _, s := range pullSecrets {
+		p.Spec.ImagePullSecrets = append(p.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
+	}
+	if reason != "" {
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}}}}
+	}
+	return p
+}
+
+func TestDecideStuck(t *testing.T) {
+	m, err := registry.NewMatcher([]string{"harbor.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const h = "harbor.example.com/team/app:1"
+	notController := stuckPod("ReplicaSet", h, "ImagePullBackOff")
+	notController.OwnerReferences[0].Controller = nil
+	deleting := stuckPod("ReplicaSet", h, "ImagePullBackOff")
+	deleting.DeletionTimestamp = &metav1.Time{}
+	initStuck := stuckPod("Job", "busybox", "")
+	initStuck.Spec.InitContainers = []corev1.Container{{Name: "init", Image: h}}
+	initStuck.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull"}}}}
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		want StuckAction
+		why  string
+	}{
+		{"ReplicaSet pod in ImagePullBackOff", stuckPod("ReplicaSet", h, "ImagePullBackOff"), Restart, "its ReplicaSet recreates it"},
+		{"StatefulSet pod in ErrImagePull", stuckPod("StatefulSet", h, "ErrImagePull"), Restart, "StatefulSet"},
+		{"DaemonSet pod", stuckPod("DaemonSet", h, "ImagePullBackOff"), Restart, "DaemonSet"},
+		{"Job init container", initStuck, Restart, "container init is in ErrImagePull"},
+		{"bare pod is reported", stuckPod("", h, "ImagePullBackOff"), Report, "no controller"},
+		{"owner that is not a controller", notController, Report, "no controller"},
+		{"unknown controller kind is reported", stuckPod("Workflow", h, "ImagePullBackOff"), Report, ""},
+		{"already has the Secret", stuckPod("ReplicaSet", h, "ImagePullBackOff", "regcred"), Leave, ""},
+		{"other registry", stuckPod("ReplicaSet", "quay.io/x/y", "ImagePullBackOff"), Leave, ""},
+		{"running", stuckPod("ReplicaSet", h, ""), Leave, ""},
+		{"other waiting reason", stuckPod("ReplicaSet", h, "ContainerCreating"), Leave, ""},
+		{"being deleted", deleting, Leave, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, why := DecideStuck(tt.pod, m, "regcred")
+			if got != tt.want || !strings.Contains(why, tt.why) {
+				t.Errorf("DecideStuck = %v %q, want %v containing %q", got, why, tt.want, tt.why)
+			}
+		})
+	}
+	if got, _ := DecideStuck(stuckPod("ReplicaSet", h, "ImagePullBackOff"), nil, "regcred"); got != Leave {
+		t.Error("no registry known must leave every Pod alone")
+	}
+}
+
+func TestStripPodKeepsTheDecision(t *testing.T) {
+	m, _ := registry.NewMatcher([]string{"harbor.example.com"})
+	full := stuckPod("ReplicaSet", "harbor.example.com/team/app:1", "ImagePullBackOff")
+	full.Annotations = map[string]string{"big": strings.Repeat("x", 4096)}
+	full.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: strings.Repeat("y", 4096)}}
+	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	slimObj, err := stripPod(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slim := slimObj.(*corev1.Pod)
+	if a1, _ := DecideStuck(full, m, "regcred"); a1 != Restart {
+		t.Fatal("fixture must be a restart")
+	}
+	if a2, _ := DecideStuck(slim, m, "regcred"); a2 != Restart {
+		t.Error("the stripped Pod decides differently")
+	}
+	if slim.Annotations != nil || slim.Spec.Containers[0].Env != nil || slim.ManagedFields != nil {
+		t.Error("stripPod kept fields the decision does not read")
+	}
+	if slim.UID != full.UID || slim.ResourceVersion != full.ResourceVersion {
+		t.Error("stripPod dropped what the delete precondition needs")
+	}
+}
