@@ -128,7 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // not written (no resourceVersion churn). One failing namespace does not stop the
 // others; the error makes controller-runtime retry with backoff.
 func (r *Reconciler) fanOut(ctx context.Context) error {
-	snap := r.Source.Current()
+	snap := r.snapshot(ctx)
 	if snap == nil {
 		// Copies are kept: deleting them would break pulls that still work. The
 		// source tracker has logged and counted the problem.
@@ -183,9 +183,25 @@ func (r *Reconciler) fanOut(ctx context.Context) error {
 	return nil
 }
 
+// snapshot is the source as the cache holds it now. Not Source.Current(): that is
+// set by another handler of the same informer, which may not have run yet when this
+// reconcile does, and a fan-out of the old content would be a fan-out lost. nil
+// while the source is missing or invalid (the Source tracker reports that).
+func (r *Reconciler) snapshot(ctx context.Context) *Snapshot {
+	src := &corev1.Secret{}
+	if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: r.Source.Ref().Namespace, Name: r.Source.Ref().Name}, src); err != nil {
+		return nil
+	}
+	snap, err := Validate(src)
+	if err != nil {
+		return nil
+	}
+	return snap
+}
+
 // reconcileCopy restores one namespace's copy.
 func (r *Reconciler) reconcileCopy(ctx context.Context, namespace string) error {
-	snap := r.Source.Current()
+	snap := r.snapshot(ctx)
 	if snap == nil {
 		return nil
 	}

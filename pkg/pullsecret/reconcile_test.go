@@ -132,7 +132,6 @@ func TestFanOut(t *testing.T) {
 
 	// Everything current now (but broken): a second pass writes nothing else.
 	x.updates.Store(0)
-	x.r.Source.Set(sourceSecret(t, corev1.SecretTypeDockerConfigJson, current))
 	_ = x.r.fanOut(context.Background())
 	if got := x.updates.Load(); got != 1 {
 		t.Errorf("second pass updates = %d, want 1 (only the still-broken one)", got)
@@ -198,7 +197,10 @@ func TestReconcileCopy(t *testing.T) {
 func TestNoSourceNoWrites(t *testing.T) {
 	old := []byte(`{"auths":{"h":{"auth":"eDp5"}}}`)
 	x := newRecon(t, true, "", ns("team", nil, false), managedCopy("a", old, "sha256:x"))
-	x.r.Source.Delete() // the source is gone: keep every copy as it is
+	// The source is gone: keep every copy as it is.
+	if err := x.c.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: ref.Name}}); err != nil {
+		t.Fatal(err)
+	}
 	for _, req := range []reconcile.Request{x.r.sourceKey(), {NamespacedName: types.NamespacedName{Namespace: "team", Name: "regcred"}},
 		{NamespacedName: types.NamespacedName{Namespace: "a", Name: "regcred"}}} {
 		if _, err := x.r.Reconcile(context.Background(), req); err != nil {

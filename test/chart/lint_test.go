@@ -47,3 +47,33 @@ func TestHelmLintStrictRejectsDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeVersion: the chart needs 1.30 (ValidatingAdmissionPolicy v1 and
+// the preStop sleep action), provider builds with a pre-release suffix
+// included, and Helm refuses an older cluster before applying anything.
+func TestKubeVersion(t *testing.T) {
+	for _, tc := range []struct {
+		kube string
+		ok   bool
+	}{
+		{"1.29.9", false},
+		{"1.27.0", false},
+		{"1.30.0", true},
+		{"v1.30.4-eks-a737599", true},
+		{"1.37.2", true},
+	} {
+		t.Run(tc.kube, func(t *testing.T) {
+			o := renderOpts{files: []string{"minimal.yaml"}, extra: []string{"--kube-version", tc.kube}}
+			if tc.ok {
+				m := render(t, o)
+				if len(m.find("ValidatingAdmissionPolicy")) != 1 {
+					t.Error("no ValidatingAdmissionPolicy rendered")
+				}
+				return
+			}
+			if msg := renderErr(t, o); !strings.Contains(msg, "chart requires kubeVersion: >=1.30.0-0") {
+				t.Errorf("error does not name the required version:\n%s", msg)
+			}
+		})
+	}
+}

@@ -95,7 +95,8 @@ func TestDeployManifestsContent(t *testing.T) {
 	if !ok || a.Username != "robot$example+puller" || a.Password != "CHANGE-ME" {
 		t.Errorf("placeholder auths = %+v, want harbor.example.com robot$example+puller / CHANGE-ME", cfg.Auths)
 	}
-	for _, kind := range []string{"Deployment", "Service", "MutatingWebhookConfiguration", "Certificate", "ClusterRole", "Role", "ConfigMap"} {
+	for _, kind := range []string{"Deployment", "Service", "MutatingWebhookConfiguration", "Certificate", "ClusterRole", "Role", "ConfigMap",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 		if len(m.find(kind)) == 0 {
 			t.Errorf("no %s in %s", kind, deployFile)
 		}

@@ -181,14 +181,25 @@ func TestWebhookConfiguration(t *testing.T) {
 				t.Errorf("objectSelector = %v, want none", w.ObjectSelector)
 			}
 
-			// CREATE of core/v1 pods, nothing else.
-			wantRules := []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule: admissionregistrationv1.Rule{
-					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
-					Scope: ptr(admissionregistrationv1.NamespacedScope),
+			// CREATE of core/v1 pods (no other Pod UPDATE: imagePullSecrets
+			// are immutable), and UPDATE of pods/ephemeralcontainers, which
+			// the webhook answers with a warning, never a patch or a denial.
+			wantRules := []admissionregistrationv1.RuleWithOperations{
+				{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule: admissionregistrationv1.Rule{
+						APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+						Scope: ptr(admissionregistrationv1.NamespacedScope),
+					},
 				},
-			}}
+				{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+					Rule: admissionregistrationv1.Rule{
+						APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/ephemeralcontainers"},
+						Scope: ptr(admissionregistrationv1.NamespacedScope),
+					},
+				},
+			}
 			eqJSON(t, "rules", w.Rules, wantRules)
 
 			svc := w.ClientConfig.Service
@@ -398,6 +409,51 @@ func TestDeployment(t *testing.T) {
 				tc.check(t, spec, d)
 			}
 		})
+	}
+}
+
+// TestGracefulShutdown: a terminating webhook Pod keeps serving for
+// shutdownDelaySeconds (a preStop sleep: the image is distroless, there is no
+// shell to exec) while the API server still routes admissions to it, within
+// a grace period that leaves time for the shutdown after SIGTERM.
+func TestGracefulShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		o     renderOpts
+		delay int64 // preStop sleep seconds; 0: no lifecycle at all
+		grace int64
+	}{
+		{"defaults", renderOpts{files: []string{"minimal.yaml"}}, 10, 30},
+		{"every option on", renderOpts{files: []string{"everything.yaml"}}, 10, 30},
+		{"longer delay and grace", renderOpts{files: []string{"minimal.yaml"},
+			set: []string{"shutdownDelaySeconds=25", "terminationGracePeriodSeconds=60"}}, 25, 60},
+		{"grace just above the delay", renderOpts{files: []string{"minimal.yaml"},
+			set: []string{"shutdownDelaySeconds=10", "terminationGracePeriodSeconds=11"}}, 10, 11},
+		{"0 disables the hook", renderOpts{files: []string{"minimal.yaml"}, set: []string{"shutdownDelaySeconds=0"}}, 0, 30},
+		{"0 with the shortest grace", renderOpts{files: []string{"minimal.yaml"},
+			set: []string{"shutdownDelaySeconds=0", "terminationGracePeriodSeconds=1"}}, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := render(t, tc.o)
+			d := get[appsv1.Deployment](t, m, "Deployment", fullname)
+			spec := d.Spec.Template.Spec
+			eq(t, "terminationGracePeriodSeconds", deref(spec.TerminationGracePeriodSeconds), tc.grace)
+			if len(spec.Containers) != 1 {
+				t.Fatalf("containers = %d, want 1", len(spec.Containers))
+			}
+			var want *corev1.Lifecycle
+			if tc.delay > 0 {
+				want = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: tc.delay}}}
+			}
+			eqJSON(t, "lifecycle", spec.Containers[0].Lifecycle, want)
+		})
+	}
+
+	// The cleanup Job's Pod runs to completion: no delay there.
+	m := render(t, renderOpts{files: []string{"everything.yaml"}})
+	job := get[batchv1.Job](t, m, "Job", fullname+"-cleanup")
+	if c := job.Spec.Template.Spec.Containers[0]; c.Lifecycle != nil {
+		t.Errorf("cleanup container lifecycle = %+v, want none", c.Lifecycle)
 	}
 }
 
@@ -815,7 +871,10 @@ func TestCleanupHook(t *testing.T) {
 // namespaces on every object, every reference resolves, no subPath, and no
 // Pod other than the webhook's is selected by its Service.
 func TestStructure(t *testing.T) {
-	clusterScoped := map[string]bool{"ClusterRole": true, "ClusterRoleBinding": true, "MutatingWebhookConfiguration": true}
+	clusterScoped := map[string]bool{
+		"ClusterRole": true, "ClusterRoleBinding": true, "MutatingWebhookConfiguration": true,
+		"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true,
+	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			m := render(t, sc.o)
@@ -963,6 +1022,20 @@ func checkReferences(t *testing.T, m *manifest, ns string) {
 		must("Role", b.RoleRef.Name, o.String()+" roleRef")
 		for _, s := range b.Subjects {
 			must("ServiceAccount", s.Name, o.String()+" subject")
+		}
+	}
+
+	// ValidatingAdmissionPolicyBinding -> policy -> the webhook's
+	// ServiceAccount: the one whose Secret writes it limits.
+	for _, o := range m.find("ValidatingAdmissionPolicyBinding") {
+		b := decode[admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, o)
+		must("ValidatingAdmissionPolicy", b.Spec.PolicyName, o.String()+" policyName")
+	}
+	for _, o := range m.find("ValidatingAdmissionPolicy") {
+		p := decode[admissionregistrationv1.ValidatingAdmissionPolicy](t, o)
+		want := `request.userInfo.username == "system:serviceaccount:` + ns + ":" + spec.ServiceAccountName + `"`
+		if len(p.Spec.MatchConditions) != 1 || p.Spec.MatchConditions[0].Expression != want {
+			t.Errorf("%s matchConditions = %+v, want the one expression %s", o, p.Spec.MatchConditions, want)
 		}
 	}
 

@@ -38,6 +38,12 @@ func TestSchemaRejects(t *testing.T) {
 		{"ca-bundle-pem.yaml", []string{"at '/webhook/caBundle':", "does not match pattern"}},
 		{"issuer-kind-only.yaml", []string{"at '/certManager/issuerRef': properties 'name' required, if 'kind' exists"}},
 		{"log-level.yaml", []string{"at '/logLevel'", "value must be one of 'debug', 'info', 'error', 'panic'"}},
+		// The binary rejects an auth whose username has a colon, and would
+		// then admit every Pod unpatched.
+		{"username-colon.yaml", []string{"at '/registries/0/username': 'robot:ci' does not match pattern '^[^:]+$'"}},
+		{"service-account-name.yaml", []string{"at '/serviceAccount/name': 'Webhook\"SA' does not match pattern"}},
+		{"shutdown-delay-negative.yaml", []string{"at '/shutdownDelaySeconds': minimum: got -1, want 0"}},
+		{"grace-period-0.yaml", []string{"at '/terminationGracePeriodSeconds': minimum: got 0, want 1"}},
 	} {
 		t.Run(strings.TrimSuffix(tc.file, ".yaml"), func(t *testing.T) {
 			msg := renderErr(t, renderOpts{files: []string{"invalid/" + tc.file}})
@@ -78,6 +84,24 @@ func TestTemplateGuards(t *testing.T) {
 			`the source Secret and secretName are both "regcred"`},
 		{"host listed twice", renderOpts{files: []string{"two-registries.yaml"}, set: []string{"registries[1].host=harbor.example.com"}},
 			`registries: host "harbor.example.com" is listed twice`},
+		{"username with a colon", renderOpts{files: []string{"invalid/username-colon.yaml"}, extra: skip},
+			"registries[0].username must not contain ':'"},
+		// Names that go into the ValidatingAdmissionPolicy's CEL literals.
+		{"secretName that is no Secret name", renderOpts{files: []string{"minimal.yaml"}, set: []string{"secretName=a' || true || 'b"}, extra: skip},
+			`secretName "a' || true || 'b" is not a valid Secret name`},
+		{"serviceAccount.name that is no ServiceAccount name", renderOpts{files: []string{"invalid/service-account-name.yaml"}, extra: skip},
+			`serviceAccount.name "Webhook\"SA" is not a valid ServiceAccount name`},
+		// JSON Schema cannot compare two values: only the templates check this,
+		// with or without the schema.
+		{"grace period equal to the delay", renderOpts{files: []string{"minimal.yaml"}, set: []string{"terminationGracePeriodSeconds=10"}},
+			"terminationGracePeriodSeconds (10) must be greater than shutdownDelaySeconds (10)"},
+		{"grace period below the delay", renderOpts{files: []string{"minimal.yaml"},
+			set: []string{"shutdownDelaySeconds=45", "terminationGracePeriodSeconds=30"}},
+			"terminationGracePeriodSeconds (30) must be greater than shutdownDelaySeconds (45)"},
+		{"grace period 0 without the schema", renderOpts{files: []string{"invalid/grace-period-0.yaml"}, extra: skip},
+			"terminationGracePeriodSeconds (0) must be greater than shutdownDelaySeconds (0)"},
+		{"negative delay without the schema", renderOpts{files: []string{"invalid/shutdown-delay-negative.yaml"}, extra: skip},
+			"shutdownDelaySeconds must be 0 (no preStop delay) or more"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if msg := renderErr(t, tc.o); !strings.Contains(msg, tc.want) {

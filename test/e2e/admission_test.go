@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -177,4 +179,43 @@ func TestConcurrentBurst(t *testing.T) {
 		assertManagedCopy(t, ns)
 	}
 	t.Logf("%s", fmt.Sprint(len(writes), " namespaces, one create each"))
+}
+
+// warningCollector records the API server's Warning headers.
+type warningCollector struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+// SPEC: ephemeral containers arrive through a subresource and cannot gain pull
+// secrets: `kubectl debug` with a registry image on a Pod without the Secret gets a
+// warning, never a denial.
+func TestEphemeralContainerWarning(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "debug", nil)
+	p := create(t, podWith(ns, "nginx:1.27"))
+	warnings := &warningCollector{}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.WarningHandler = warnings
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: "debugger", Image: "harbor.example.com/tools/debug:1", TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+		ImagePullPolicy: corev1.PullIfNotPresent}}}
+	if err := c.SubResource("ephemeralcontainers").Update(ctx, p); err != nil {
+		t.Fatalf("adding an ephemeral container must never be denied: %v", err)
+	}
+	warnings.mu.Lock()
+	defer warnings.mu.Unlock()
+	if !strings.Contains(strings.Join(warnings.warnings, "\n"), "ephemeral container debugger pulls harbor.example.com/tools/debug:1 without imagePullSecret regcred") {
+		t.Errorf("warnings = %q", warnings.warnings)
+	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -127,5 +128,61 @@ func dryRunApply(t *testing.T, objs []*unstructured.Unstructured) {
 		if err != nil {
 			t.Errorf("%s %s/%s rejected by the API server: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 		}
+	}
+}
+
+// The chart's ValidatingAdmissionPolicy closes what RBAC cannot: `create` on Secrets
+// cannot be name-restricted, so without it the webhook's identity could create
+// kube-system/regcred as a ServiceAccount token Secret and read the token.
+func TestManagedSecretsPolicy(t *testing.T) {
+	sa, err := client.New(cp.ConfigAs(framework.ServiceAccount), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ns := newNamespace(t, "policy", nil)
+	managed := map[string]string{managedBy: "regcred-webhook"}
+	dockercfg := map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"h":{"auth":"eDp5"}}}`)}
+	tests := []struct {
+		name string
+		obj  *corev1.Secret
+		want string // part of the denial; "" = allowed
+	}{
+		{name: "a service account token named regcred in kube-system", obj: &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: "kube-system", Labels: managed,
+				Annotations: map[string]string{corev1.ServiceAccountNameKey: "default"}},
+			Type: corev1.SecretTypeServiceAccountToken}, want: "kubernetes.io/dockerconfigjson"},
+		{name: "another name", obj: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: ns, Labels: managed},
+			Type: corev1.SecretTypeDockerConfigJson, Data: dockercfg}, want: "regcred"},
+		{name: "without the managed label", obj: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: ns},
+			Type: corev1.SecretTypeDockerConfigJson, Data: dockercfg}, want: "managed-by"},
+		{name: "the managed copy itself", obj: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: ns, Labels: managed},
+			Type: corev1.SecretTypeDockerConfigJson, Data: dockercfg}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := sa.Create(ctx, tt.obj.DeepCopy())
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("want allowed, got %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("want denied mentioning %q, got %v", tt.want, err)
+			}
+		})
+	}
+
+	// Taking over a user's Secret by adding the label is denied too.
+	userNS := newNamespace(t, "policy-user", nil)
+	own := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: userNS}, Type: corev1.SecretTypeDockerConfigJson, Data: dockercfg}
+	if err := cp.Client.Create(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	taken := own.DeepCopy()
+	taken.Labels = managed
+	if err := sa.Update(ctx, taken); err == nil || !apierrors.IsInvalid(err) && !apierrors.IsForbidden(err) {
+		t.Errorf("the webhook's identity took over a user's Secret: %v", err)
 	}
 }

@@ -141,6 +141,9 @@ Renders nothing.
 {{- if not (and $r.host $r.username $r.password) }}
 {{- fail (printf "registries[%d] needs a non-empty host, username and password" $i) }}
 {{- end }}
+{{- if contains ":" (toString $r.username) }}
+{{- fail (printf "registries[%d].username must not contain ':': the auth is base64(username:password), so the webhook would reject the source Secret and admit every Pod unpatched" $i) }}
+{{- end }}
 {{- if hasKey $hosts $r.host }}
 {{- fail (printf "registries: host %q is listed twice; the dockerconfigjson auths map holds one credential per host" $r.host) }}
 {{- end }}
@@ -159,5 +162,26 @@ Renders nothing.
 {{- end }}
 {{- if and .Values.certManager.enabled .Values.certManager.issuerRef (not (get .Values.certManager.issuerRef "name")) }}
 {{- fail "certManager.issuerRef needs a name" }}
+{{- end }}
+{{- /*
+These names go into CEL string literals in the ValidatingAdmissionPolicy:
+DNS names hold no quote that could end a literal early.
+*/}}
+{{- $dnsSubdomain := "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" }}
+{{- if not (regexMatch $dnsSubdomain (toString .Values.secretName)) }}
+{{- fail (printf "secretName %q is not a valid Secret name: lower-case letters, digits, '-' and '.'" (toString .Values.secretName)) }}
+{{- end }}
+{{- $sa := include "regcred-webhook.serviceAccountName" . }}
+{{- if not (regexMatch $dnsSubdomain $sa) }}
+{{- fail (printf "serviceAccount.name %q is not a valid ServiceAccount name: lower-case letters, digits, '-' and '.'" $sa) }}
+{{- end }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .Release.Namespace) }}
+{{- fail (printf "the release namespace %q is not a valid namespace name" .Release.Namespace) }}
+{{- end }}
+{{- if lt (int .Values.shutdownDelaySeconds) 0 }}
+{{- fail "shutdownDelaySeconds must be 0 (no preStop delay) or more" }}
+{{- end }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.shutdownDelaySeconds) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than shutdownDelaySeconds (%d): the preStop delay counts against the grace period, and the webhook needs time left to shut down after it" (int .Values.terminationGracePeriodSeconds) (int .Values.shutdownDelaySeconds)) }}
 {{- end }}
 {{- end }}

@@ -60,7 +60,7 @@ func InstallChart(ctx context.Context, cp *ControlPlane, objs []*unstructured.Un
 		return nil, err
 	}
 	parts := OfKind(objs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-		"ConfigMap", "Secret", "Issuer", "Certificate")
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConfigMap", "Secret", "Issuer", "Certificate")
 	for _, o := range parts {
 		if o.GetKind() == "Certificate" && o.GetName() == Fullname+"-serving-cert" {
 			// The API server here reaches the webhook at 127.0.0.1, not through the
