@@ -197,8 +197,10 @@ func TestLogsAreJSONWithoutCredentials(t *testing.T) {
 		t.Fatal("no logs")
 	}
 	src := sourceSecret(t)
+	// The password, its auth form, and the whole .dockerconfigjson raw and in the
+	// base64 a logged Secret object would show.
 	forbidden := []string{password, base64.StdEncoding.EncodeToString([]byte("robot$e2e+puller:" + password)),
-		string(src.Data[corev1.DockerConfigJsonKey])}
+		string(src.Data[corev1.DockerConfigJsonKey]), base64.StdEncoding.EncodeToString(src.Data[corev1.DockerConfigJsonKey])}
 	lines := bytes.Split(bytes.TrimSpace(logs), []byte("\n"))
 	for i, line := range lines {
 		if !json.Valid(line) {
