@@ -111,3 +111,24 @@ func TestRestartStuckPods(t *testing.T) {
 		t.Errorf("the bare Pod must not be deleted: %v", err)
 	}
 }
+
+// Issue 5: with reconcile.provisionAllNamespaces, every in-scope namespace gets the
+// copy without a Pod, new ones as they appear; an opted-out one does not.
+func TestProvisionAllNamespaces(t *testing.T) {
+	restore := reconfigure(t, filepath.Join(root, "test/e2e/testdata/values-provision.yaml"))
+	t.Cleanup(restore)
+	waitForLeader(t)
+	fresh := newNamespace(t, "provisioned", nil)
+	optedOut := newNamespace(t, "provision-optout", map[string]string{optOut: "false"})
+	eventually(t, 15*time.Second, "the copy in a namespace with no Pod", func() (bool, error) {
+		_, err := getSecret(t, fresh, "regcred")
+		return err == nil, nil
+	})
+	assertManagedCopy(t, fresh)
+	if _, err := getSecret(t, optedOut, "regcred"); err == nil {
+		t.Errorf("namespace %s opted out but got the copy", optedOut)
+	}
+	if _, err := getSecret(t, "kube-system", "regcred"); err == nil {
+		t.Error("kube-system is excluded but got the copy")
+	}
+}
