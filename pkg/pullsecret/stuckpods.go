@@ -98,8 +98,12 @@ type StuckPods struct {
 	Limiter *rate.Limiter
 
 	mu   sync.Mutex
-	done map[types.UID]bool // Pods acted on once
+	done map[types.UID]time.Time // Pods acted on once, pruned after doneTTL
 }
+
+// doneTTL is how long a Pod acted on is remembered: far longer than its deletion
+// takes, short enough that the map stays the size of an hour's work.
+const doneTTL = time.Hour
 
 // SetupWithManager registers the controller on the Pod cache (Pending Pods only,
 // stripped to what DecideStuck reads: see CacheOptions).
@@ -107,7 +111,7 @@ func (s *StuckPods) SetupWithManager(mgr ctrl.Manager) error {
 	if s.Limiter == nil {
 		s.Limiter = rate.NewLimiter(rate.Every(time.Second), 5)
 	}
-	s.done = map[types.UID]bool{}
+	s.done = map[types.UID]time.Time{}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("stuckpods").
 		For(&corev1.Pod{}).
@@ -162,13 +166,20 @@ func (s *StuckPods) Reconcile(ctx context.Context, req reconcile.Request) (recon
 func (s *StuckPods) seen(uid types.UID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.done[uid]
+	_, ok := s.done[uid]
+	return ok
 }
 
 func (s *StuckPods) mark(uid types.UID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.done[uid] = true
+	now := time.Now()
+	for u, at := range s.done {
+		if now.Sub(at) > doneTTL {
+			delete(s.done, u)
+		}
+	}
+	s.done[uid] = now
 }
 
 // stripPod keeps what DecideStuck and the delete need: a cluster's Pending Pods

@@ -1,12 +1,21 @@
 package pullsecret
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/regcred-webhook/regcred-webhook/pkg/registry"
 )
@@ -94,4 +103,57 @@ func TestStripPodKeepsTheDecision(t *testing.T) {
 	if slim.UID != full.UID || slim.ResourceVersion != full.ResourceVersion {
 		t.Error("stripPod dropped what the delete precondition needs")
 	}
+}
+
+func TestStuckPodsReconcile(t *testing.T) {
+	const h = "harbor.example.com/team/app:1"
+	first := stuckPod("ReplicaSet", h, "ImagePullBackOff")
+	second := stuckPod("ReplicaSet", h, "ImagePullBackOff")
+	second.Name, second.UID = "p2", "u2"
+	bare := stuckPod("", h, "ImagePullBackOff")
+	bare.Name, bare.UID = "bare", "u3"
+	c := fake.NewClientBuilder().WithObjects(first, second, bare).Build()
+	e := newEnsurer(t, c, c, 0)
+	rec := events.NewFakeRecorder(10)
+	s := &StuckPods{Cache: c, Client: c, Source: e.Source, Ensurer: e, Config: e.Config, Recorder: rec, Log: logr.Discard(),
+		Limiter: rate.NewLimiter(rate.Every(time.Hour), 1), done: map[types.UID]time.Time{}}
+	ctx := context.Background()
+	do := func(p *corev1.Pod) reconcile.Result {
+		t.Helper()
+		res, err := s.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(p)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	exists := func(p *corev1.Pod) bool {
+		return c.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{}) == nil
+	}
+	do(first)
+	if exists(first) {
+		t.Error("the stuck ReplicaSet Pod was not deleted")
+	}
+	if _, err := getCopy(c, "team"); err != nil {
+		t.Errorf("the Secret must exist before the Pod is restarted: %v", err)
+	}
+	if res := do(second); res.RequeueAfter == 0 || !exists(second) {
+		t.Errorf("the rate limit must hold the second restart back (requeue %v, exists %v)", res.RequeueAfter, exists(second))
+	}
+	do(bare)
+	do(bare)
+	if !exists(bare) {
+		t.Error("a bare Pod must never be deleted")
+	}
+	got := ""
+	for len(rec.Events) > 0 {
+		got += <-rec.Events + "\n"
+	}
+	if strings.Count(got, "Restarted") != 1 || strings.Count(got, "MissingPullSecret") != 1 {
+		t.Errorf("events = %q, want one Restarted and one MissingPullSecret", got)
+	}
+}
+
+func getCopy(c client.Client, namespace string) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	return s, c.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: "regcred"}, s)
 }
