@@ -226,12 +226,14 @@ func serve(args []string, stderr io.Writer) error {
 	if cfg.Reconcile.ProvisionAllNamespaces {
 		namespaces = mgr.GetClient() // watched: RBAC namespaces list/watch
 	}
-	if err := (&pullsecret.Reconciler{
+	reconciler := &pullsecret.Reconciler{
 		Cache: mgr.GetCache(), Client: mgr.GetClient(), Namespaces: namespaces,
 		Source: source, Config: cfg, Ensurer: ensurer, Recorder: recorder, Log: logger.WithName("reconcile"),
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the reconciler: %w", err)
 	}
+	ensurer.OnFailure = reconciler.Retry
 	if cfg.Reconcile.RestartStuckPods {
 		if err := (&pullsecret.StuckPods{
 			Cache: mgr.GetCache(), Client: mgr.GetClient(), Source: source, Ensurer: ensurer,

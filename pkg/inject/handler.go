@@ -132,7 +132,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 	res, err := h.Ensurer.Ensure(ctx, namespace, dryRun)
 	if err != nil {
 		log.Error(err, "managed Secret not ensured; patching the Pod anyway", "secret", secret)
-		warnings = append(warnings, fmt.Sprintf("regcred-webhook: %v; the Pod references it anyway and it will be retried", err))
+		warnings = append(warnings, fmt.Sprintf("regcred-webhook: %v; the Pod references it anyway (the kubelet reads it at each pull attempt)", err))
 	}
 	if res == pullsecret.Unmanaged {
 		if _, seen := h.unmanagedLogged.LoadOrStore(namespace, true); !seen {

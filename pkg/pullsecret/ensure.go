@@ -60,6 +60,9 @@ type Ensurer struct {
 	Source *Source
 	Config *config.Config
 	Log    logr.Logger
+	// OnFailure, if set, hears of namespaces where the create failed, so the
+	// reconciler can retry (Reconciler.Retry).
+	OnFailure func(namespace string)
 
 	flights singleflight.Group
 	mu      sync.Mutex
@@ -81,6 +84,10 @@ type recentWrite struct {
 func (e *Ensurer) Ensure(ctx context.Context, namespace string, dryRun bool) (Result, error) {
 	res, err := e.ensure(ctx, namespace, dryRun)
 	ensureTotal.WithLabelValues(string(res)).Inc()
+	var terminating *TerminatingError
+	if res == Failed && !dryRun && e.OnFailure != nil && !errors.As(err, &terminating) {
+		e.OnFailure(namespace)
+	}
 	return res, err
 }
 
@@ -234,7 +241,7 @@ func outcome(err error) string {
 func explain(err error, namespace, name, verb string) error {
 	switch {
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		return fmt.Errorf("namespace %s is terminating, Secret %s was not created", namespace, name)
+		return &TerminatingError{Namespace: namespace, Secret: name}
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("forbidden to %s Secret %s/%s (RBAC, a ResourceQuota or an admission policy): %w", verb, namespace, name, err)
 	case errors.Is(err, context.DeadlineExceeded) || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err):
@@ -242,4 +249,12 @@ func explain(err error, namespace, name, verb string) error {
 	default:
 		return fmt.Errorf("could not %s Secret %s/%s: %w", verb, namespace, name, err)
 	}
+}
+
+// TerminatingError: the namespace is being deleted, so no Secret can be created
+// there and none needs to be (nothing to retry).
+type TerminatingError struct{ Namespace, Secret string }
+
+func (e *TerminatingError) Error() string {
+	return fmt.Sprintf("namespace %s is terminating, Secret %s was not created", e.Namespace, e.Secret)
 }

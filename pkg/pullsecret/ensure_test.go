@@ -2,12 +2,16 @@ package pullsecret
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -82,5 +86,35 @@ func TestFlightPanicIsAnError(t *testing.T) {
 	res, err := e.Ensure(context.Background(), "team", false)
 	if res != Failed || err == nil || !strings.Contains(err.Error(), "internal error") {
 		t.Fatalf("Ensure = %s, %v; want the panic as an error", res, err)
+	}
+}
+
+func TestFailureAsksForARetry(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		err       error
+		wantRetry bool
+	}{
+		{"API error", apierrors.NewInternalError(errors.New("etcd timeout")), true},
+		{"terminating namespace", func() error {
+			e := apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "regcred", errors.New("being terminated"))
+			e.ErrStatus.Details.Causes = []metav1.StatusCause{{Type: corev1.NamespaceTerminatingCause}}
+			return e
+		}(), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			api := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+				Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error { return tt.err },
+			}).Build()
+			e := newEnsurer(t, api, api, 0)
+			var retried []string
+			e.OnFailure = func(ns string) { retried = append(retried, ns) }
+			if res, err := e.Ensure(context.Background(), "team", false); res != Failed || err == nil {
+				t.Fatalf("Ensure = %s, %v", res, err)
+			}
+			if (len(retried) == 1) != tt.wantRetry {
+				t.Errorf("retries = %v, want retry %v", retried, tt.wantRetry)
+			}
+		})
 	}
 }

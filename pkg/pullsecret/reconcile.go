@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/regcred-webhook/regcred-webhook/pkg/config"
 )
@@ -50,17 +51,38 @@ type Reconciler struct {
 	Recorder   events.EventRecorder
 	Log        logr.Logger
 
-	// wanted holds namespaces where a managed copy has been seen: a delete there is
-	// restored. Without provisionAllNamespaces a namespace never seen is left alone.
+	// wanted holds namespaces where a managed copy has been seen (or an admission
+	// failed to create one): a missing copy there is created. Without
+	// provisionAllNamespaces a namespace never seen is left alone.
 	wanted sync.Map
+	// retries carries namespaces whose admission-time create failed on this replica.
+	retries chan event.GenericEvent
+}
+
+// Retry asks the reconciler to create the copy in namespace: Ensure failed there
+// (an API error or timeout). It never blocks: on a replica that does not lead, the
+// reconciler does not run, and past the buffer the next Pod's admission retries anyway.
+func (r *Reconciler) Retry(namespace string) {
+	r.wanted.Store(namespace, struct{}{})
+	if r.retries == nil {
+		return
+	}
+	s := &corev1.Secret{}
+	s.Namespace, s.Name = namespace, r.Config.SecretName
+	select {
+	case r.retries <- event.GenericEvent{Object: s}:
+	default:
+	}
 }
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.retries = make(chan event.GenericEvent, 1024)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("pullsecret").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
-		Watches(&corev1.Secret{}, r.secretEvents())
+		Watches(&corev1.Secret{}, r.secretEvents()).
+		WatchesRawSource(source.Channel(r.retries, &handler.EnqueueRequestForObject{}))
 	if r.Config.Reconcile.ProvisionAllNamespaces {
 		b = b.Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
