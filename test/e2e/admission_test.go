@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -218,4 +219,53 @@ func TestEphemeralContainerWarning(t *testing.T) {
 	if !strings.Contains(strings.Join(warnings.warnings, "\n"), "ephemeral container debugger pulls harbor.example.com/tools/debug:1 without imagePullSecret regcred") {
 		t.Errorf("warnings = %q", warnings.warnings)
 	}
+}
+
+// SPEC: an API error while ensuring the Secret never blocks the Pod; it is patched,
+// the response carries a warning, and the reconciler retries. A ResourceQuota
+// refuses the create here; once it is lifted the copy appears with no new Pod.
+func TestAPIErrorWarnsAndIsRetried(t *testing.T) {
+	ctx := context.Background()
+	waitForLeader(t)
+	ns := newNamespace(t, "quota", nil)
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-secrets", Namespace: ns},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceSecrets: resource.MustParse("0")}}}
+	if err := cp.Client.Create(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	// No quota controller runs here: publish the status it would, so that quota
+	// admission enforces the limit.
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourceSecrets: resource.MustParse("0")}}
+	if err := cp.Client.Status().Update(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	warnings := &warningCollector{}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.WarningHandler = warnings
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := podWith(ns, harborImage)
+	if err := c.Create(ctx, p); err != nil {
+		t.Fatalf("the Pod must be admitted: %v", err)
+	}
+	assertPatched(t, p, "regcred")
+	warnings.mu.Lock()
+	got := strings.Join(warnings.warnings, "\n")
+	warnings.mu.Unlock()
+	if !strings.Contains(got, "regcred-webhook:") || !strings.Contains(got, "forbidden") {
+		t.Errorf("warnings = %q, want the webhook's warning about the refused create", got)
+	}
+	if _, err := getSecret(t, ns, "regcred"); err == nil {
+		t.Fatal("the quota should have refused the Secret")
+	}
+	if err := cp.Client.Delete(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the reconciler's retry creates the copy", func() (bool, error) {
+		_, err := getSecret(t, ns, "regcred")
+		return err == nil, nil
+	})
+	assertManagedCopy(t, ns)
 }
