@@ -10,23 +10,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/go-logr/logr"
-	"go.uber.org/zap/zapcore"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/regcred-webhook/regcred-webhook/pkg/dockerconfig"
 	"github.com/regcred-webhook/regcred-webhook/test/e2e/framework"
@@ -39,8 +32,7 @@ const (
 )
 
 func main() {
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	klog.SetLogger(logr.Discard())
+	framework.QuietLogs()
 	os.Exit(run())
 }
 
@@ -62,14 +54,7 @@ func run() int {
 			cp.Stop()
 		}
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-sig
-		fmt.Println()
-		cleanup()
-		os.Exit(130)
-	}()
+	framework.StopOnInterrupt("demo", cleanup)
 	defer cleanup()
 
 	fail := func(what string, err error, fix string) int {

@@ -194,6 +194,19 @@ func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
 	w.warnings = append(w.warnings, text)
 }
 
+// warningClient is an admin client that records the API server's warnings.
+func warningClient(t *testing.T) (client.Client, *warningCollector) {
+	t.Helper()
+	w := &warningCollector{}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.WarningHandler = w
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, w
+}
+
 // SPEC: ephemeral containers arrive through a subresource and cannot gain pull
 // secrets: `kubectl debug` with a registry image on a Pod without the Secret gets a
 // warning, never a denial.
@@ -201,13 +214,7 @@ func TestEphemeralContainerWarning(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "debug", nil)
 	p := create(t, podWith(ns, "nginx:1.27"))
-	warnings := &warningCollector{}
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.WarningHandler = warnings
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, warnings := warningClient(t)
 	p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name: "debugger", Image: "harbor.example.com/tools/debug:1", TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 		ImagePullPolicy: corev1.PullIfNotPresent}}}
@@ -239,13 +246,7 @@ func TestAPIErrorWarnsAndIsRetried(t *testing.T) {
 	if err := cp.Client.Status().Update(ctx, quota); err != nil {
 		t.Fatal(err)
 	}
-	warnings := &warningCollector{}
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.WarningHandler = warnings
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, warnings := warningClient(t)
 	p := podWith(ns, harborImage)
 	if err := c.Create(ctx, p); err != nil {
 		t.Fatalf("the Pod must be admitted: %v", err)

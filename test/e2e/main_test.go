@@ -7,20 +7,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/regcred-webhook/regcred-webhook/test/e2e/framework"
 )
@@ -38,11 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) (code int) {
-	// The in-process helpers (envtest, cert-manager) log errors only.
-	// cert-manager's transient "not found yet" errors during issuance are expected:
-	// klog's lines are dropped, and the tests assert on outcomes instead.
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	klog.SetLogger(logr.Discard())
+	framework.QuietLogs()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -54,15 +43,7 @@ func runMain(m *testing.M) (code int) {
 			cp.Stop()
 		}
 	}
-	// An interrupted run still stops the control plane.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-sig
-		fmt.Fprintln(os.Stderr, "e2e: interrupted, stopping the control plane")
-		cleanup()
-		os.Exit(130)
-	}()
+	framework.StopOnInterrupt("e2e", cleanup)
 	defer cleanup()
 
 	if err := setup(ctx); err != nil {
