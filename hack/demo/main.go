@@ -47,12 +47,7 @@ func run() int {
 	var in *framework.Install
 	cleanup := func() {
 		step("cleaning up: stopping the webhook, kube-controller-manager, kube-apiserver and etcd")
-		if in != nil {
-			in.Stop()
-		}
-		if cp != nil {
-			cp.Stop()
-		}
+		framework.StopAll()
 	}
 	framework.StopOnInterrupt("demo", cleanup)
 	defer cleanup()

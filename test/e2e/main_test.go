@@ -35,14 +35,7 @@ func runMain(m *testing.M) (code int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	cleanup := func() {
-		if install != nil {
-			install.Stop()
-		}
-		if cp != nil {
-			cp.Stop()
-		}
-	}
+	cleanup := framework.StopAll
 	framework.StopOnInterrupt("e2e", cleanup)
 	defer cleanup()
 

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +40,7 @@ type ControlPlane struct {
 	cancelCM  context.CancelFunc
 	repoRoot  string
 	assetsDir string
+	stopOnce  sync.Once
 }
 
 // auditPolicy records writes to Secrets only: enough to count the webhook's
@@ -114,6 +116,7 @@ func StartControlPlane(ctx context.Context, withControllerManager bool) (*Contro
 		Set("audit-policy-file", policy).
 		Set("audit-log-path", cp.AuditLog).
 		Set("audit-log-mode", "blocking")
+	track(cp.Stop)
 	cfg, err := cp.Env.Start()
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -220,8 +223,10 @@ func (cp *ControlPlane) startControllerManager() error {
 }
 
 // Stop stops everything in reverse order: the API server before etcd (envtest does
-// that), and removes the scratch folder.
-func (cp *ControlPlane) Stop() {
+// that), and removes the scratch folder. Safe to call more than once.
+func (cp *ControlPlane) Stop() { cp.stopOnce.Do(cp.stop) }
+
+func (cp *ControlPlane) stop() {
 	if cp.kcm != nil {
 		cp.kcm.Stop()
 	}
@@ -273,6 +278,7 @@ func (p *Process) Start() error {
 		return fmt.Errorf("starting %s: %w", p.Name, err)
 	}
 	p.done = make(chan struct{})
+	track(p.Stop)
 	go func() {
 		_ = p.cmd.Wait()
 		f.Close()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/go-logr/logr"
@@ -22,8 +23,40 @@ func QuietLogs() {
 	klog.SetLogger(logr.Discard())
 }
 
+// live is everything started so far, so that an interrupt at any moment (even in
+// the middle of StartControlPlane, before its caller holds the result) stops it.
+var live struct {
+	sync.Mutex
+	stops []func()
+}
+
+// stopping is held for a whole StopAll: an interrupt during a normal cleanup waits
+// for it instead of exiting half-way through.
+var stopping sync.Mutex
+
+func track(stop func()) {
+	live.Lock()
+	defer live.Unlock()
+	live.stops = append(live.stops, stop)
+}
+
+// StopAll stops everything this package started, the newest first: webhook
+// processes, then kube-controller-manager, then kube-apiserver and etcd. Each stop
+// is idempotent, so calling it after the owners stopped their parts is harmless.
+func StopAll() {
+	stopping.Lock()
+	defer stopping.Unlock()
+	live.Lock()
+	stops := live.stops
+	live.stops = nil
+	live.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+}
+
 // StopOnInterrupt runs stop and exits on SIGINT or SIGTERM, so an interrupted run
-// leaves no control plane behind.
+// leaves no control plane behind. stop should end with StopAll.
 func StopOnInterrupt(what string, stop func()) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
