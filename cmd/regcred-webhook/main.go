@@ -218,9 +218,6 @@ func serve(args []string, stderr io.Writer) error {
 		Cache: mgr.GetCache(), Client: mgr.GetClient(),
 		Source: source, Config: cfg, Log: logger.WithName("ensure"),
 	}
-	if err := mgr.Add(&pullsecret.SourceWatcher{Cache: mgr.GetCache(), Source: source, Ensurer: ensurer}); err != nil {
-		return err
-	}
 	recorder := mgr.GetEventRecorder("regcred-webhook")
 	var namespaces client.Reader = mgr.GetAPIReader() // RBAC: namespaces get, no watch
 	if cfg.Reconcile.ProvisionAllNamespaces {
@@ -234,9 +231,13 @@ func serve(args []string, stderr io.Writer) error {
 		return fmt.Errorf("setting up the reconciler: %w", err)
 	}
 	ensurer.OnFailure = reconciler.Retry
+	if err := mgr.Add(&pullsecret.SourceWatcher{Cache: mgr.GetCache(), Source: source, Ensurer: ensurer,
+		CopySeen: reconciler.MarkWanted}); err != nil {
+		return err
+	}
 	if cfg.Reconcile.RestartStuckPods {
 		if err := (&pullsecret.StuckPods{
-			Cache: mgr.GetCache(), Client: mgr.GetClient(), Source: source, Ensurer: ensurer,
+			Cache: mgr.GetCache(), Client: mgr.GetClient(), Namespaces: namespaces, Source: source, Ensurer: ensurer,
 			Config: cfg, Recorder: recorder, Log: logger.WithName("stuckpods"),
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up restartStuckPods: %w", err)

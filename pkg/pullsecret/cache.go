@@ -59,6 +59,9 @@ type SourceWatcher struct {
 	Cache   cache.Informers
 	Source  *Source
 	Ensurer *Ensurer // optional
+	// CopySeen, if set, hears of every namespace where a managed copy exists or
+	// was deleted (Reconciler.MarkWanted), on every replica.
+	CopySeen func(namespace string)
 }
 
 // NeedLeaderElection is false: see SourceWatcher.
@@ -93,14 +96,28 @@ func (w *SourceWatcher) Start(ctx context.Context) error {
 		return fmt.Errorf("watching the source Secret: %w", err)
 	}
 	if w.Ensurer != nil {
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		managedCopy := func(obj any) (*corev1.Secret, bool) {
 			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
 			}
-			if s, ok := obj.(*corev1.Secret); ok && s.Name == w.Ensurer.Config.SecretName && IsManaged(s) {
-				w.Ensurer.Forget(s.Namespace)
+			s, ok := obj.(*corev1.Secret)
+			return s, ok && s.Name == w.Ensurer.Config.SecretName && IsManaged(s)
+		}
+		seen := func(obj any) {
+			if s, ok := managedCopy(obj); ok && w.CopySeen != nil {
+				w.CopySeen(s.Namespace)
 			}
-		}}); err != nil {
+		}
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    seen,
+			UpdateFunc: func(_, obj any) { seen(obj) },
+			DeleteFunc: func(obj any) {
+				if s, ok := managedCopy(obj); ok {
+					w.Ensurer.Forget(s.Namespace)
+					seen(obj)
+				}
+			},
+		}); err != nil {
 			return fmt.Errorf("watching managed copies: %w", err)
 		}
 	}

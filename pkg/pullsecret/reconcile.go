@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -59,11 +60,17 @@ type Reconciler struct {
 	retries chan event.GenericEvent
 }
 
-// Retry asks the reconciler to create the copy in namespace: Ensure failed there
-// (an API error or timeout). It never blocks: on a replica that does not lead, the
-// reconciler does not run, and past the buffer the next Pod's admission retries anyway.
+// MarkWanted records that namespace should hold a copy (one was seen there, or a
+// create failed there). Every replica calls it from its informer, so a replica that
+// becomes leader knows the namespaces whose copies were deleted before it led.
+func (r *Reconciler) MarkWanted(namespace string) { r.wanted.Store(namespace, struct{}{}) }
+
+// Retry asks for the copy in namespace to be created: Ensure failed there (an API
+// error or timeout). The retry controller runs on every replica, leader or not, so
+// the replica that saw the failure retries it itself, with backoff. It never
+// blocks; past the buffer, the leader's next fan-out or the next Pod retries anyway.
 func (r *Reconciler) Retry(namespace string) {
-	r.wanted.Store(namespace, struct{}{})
+	r.MarkWanted(namespace)
 	if r.retries == nil {
 		return
 	}
@@ -78,11 +85,21 @@ func (r *Reconciler) Retry(namespace string) {
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.retries = make(chan event.GenericEvent, 1024)
+	// The retry controller only creates a missing copy (never updates content), the
+	// same rule as the admission path, so every replica may run it.
+	if err := ctrl.NewControllerManagedBy(mgr).
+		Named("pullsecret-retry").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2, NeedLeaderElection: ptr.To(false)}).
+		WatchesRawSource(source.Channel(r.retries, &handler.EnqueueRequestForObject{})).
+		Complete(reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+			return reconcile.Result{}, r.createIfMissing(ctx, req.Namespace)
+		})); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("pullsecret").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
-		Watches(&corev1.Secret{}, r.secretEvents()).
-		WatchesRawSource(source.Channel(r.retries, &handler.EnqueueRequestForObject{}))
+		Watches(&corev1.Secret{}, r.secretEvents())
 	if r.Config.Reconcile.ProvisionAllNamespaces {
 		b = b.Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
@@ -114,7 +131,7 @@ func (r *Reconciler) secretEvents() handler.EventHandler {
 		if !ok || s.Name != r.Config.SecretName || !IsManaged(s) {
 			return
 		}
-		r.wanted.Store(s.Namespace, struct{}{})
+		r.MarkWanted(s.Namespace)
 		q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(s)})
 	}
 	return handler.Funcs{
@@ -162,6 +179,7 @@ func (r *Reconciler) fanOut(ctx context.Context) error {
 	}
 	var updated, failed atomic.Int32
 	g, gctx := errgroup.WithContext(ctx)
+	defer func() { _ = g.Wait() }()
 	g.SetLimit(fanOutWorkers)
 	ref := r.Source.Ref()
 	for i := range list.Items {
@@ -181,9 +199,32 @@ func (r *Reconciler) fanOut(ctx context.Context) error {
 			return nil
 		})
 	}
+	// Catch up on namespaces that should hold a copy and do not: copies deleted
+	// while the source was missing or before this replica led, and, with
+	// provisionAllNamespaces, every namespace (the source may have appeared only now).
+	have := map[string]bool{}
+	for i := range list.Items {
+		have[list.Items[i].Namespace] = true
+	}
+	var created atomic.Int32
+	for _, ns := range r.candidates(ctx) {
+		if have[ns] {
+			continue
+		}
+		g.Go(func() error {
+			if err := r.createIfMissing(gctx, ns); err != nil {
+				failed.Add(1)
+				r.Log.Error(err, "could not create managed copy", "namespace", ns)
+			} else {
+				created.Add(1)
+			}
+			return nil
+		})
+	}
 	_ = g.Wait()
 	u, f := updated.Load(), failed.Load()
-	r.Log.V(1).Info("fan-out finished", "copies", len(list.Items), "updated", u, "failed", f, "contentHash", snap.Hash)
+	r.Log.V(1).Info("fan-out finished", "copies", len(list.Items), "updated", u, "failed", f,
+		"checkedMissing", created.Load(), "contentHash", snap.Hash)
 	if u == 0 && f == 0 {
 		return nil
 	}
@@ -261,29 +302,71 @@ func (r *Reconciler) reconcileCopy(ctx context.Context, namespace string) error 
 	if !wanted && !r.Config.Reconcile.ProvisionAllNamespaces {
 		return nil
 	}
+	return r.createIfMissing(ctx, namespace)
+}
+
+// candidates are the namespaces that should hold a copy: those known to have
+// wanted one, and every namespace with provisionAllNamespaces.
+func (r *Reconciler) candidates(ctx context.Context) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(ns string) {
+		if !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	r.wanted.Range(func(k, _ any) bool { add(k.(string)); return true })
+	if r.Config.Reconcile.ProvisionAllNamespaces {
+		var list corev1.NamespaceList
+		if err := r.Namespaces.List(ctx, &list); err != nil {
+			r.Log.Error(err, "listing namespaces to provision")
+		}
+		for i := range list.Items {
+			add(list.Items[i].Name)
+		}
+	}
+	return out
+}
+
+// createIfMissing creates the copy in namespace if it has none and the namespace
+// is in scope. It never updates: content is the leader's fan-out's job.
+func (r *Reconciler) createIfMissing(ctx context.Context, namespace string) error {
+	snap := r.snapshot(ctx)
+	if snap == nil {
+		return nil // the source's appearance triggers a fan-out that catches up
+	}
+	log := r.Log.WithValues("namespace", namespace, "secret", r.Config.SecretName)
+	ref := r.Source.Ref()
+	cur := &corev1.Secret{}
+	err := r.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: r.Config.SecretName}, cur)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return client.IgnoreNotFound(err)
+	}
 	in, why, err := r.inScope(ctx, namespace)
 	if err != nil {
 		return err
 	}
 	if !in {
 		r.wanted.Delete(namespace)
-		log.V(1).Info("not restoring the managed copy", "reason", why)
+		log.V(1).Info("not creating the managed copy", "reason", why)
 		return nil
 	}
+	_, wanted := r.wanted.Load(namespace)
 	desired := Desired(r.Config.SecretName, namespace, ref, snap)
 	err = r.Client.Create(ctx, desired)
 	writesTotal.WithLabelValues("create", outcome(err)).Inc()
 	switch {
 	case apierrors.IsAlreadyExists(err):
-		return nil // the webhook or the user was faster; its update event brings us back
+		return nil // the webhook or the user was faster
 	case err != nil:
 		return fmt.Errorf("creating Secret %s/%s: %w", namespace, r.Config.SecretName, err)
 	}
-	r.wanted.Store(namespace, struct{}{})
+	r.MarkWanted(namespace)
 	if wanted {
 		r.Recorder.Eventf(desired, nil, corev1.EventTypeNormal, "Restored", "Create",
-			"managed copy of %s was deleted; recreated", ref)
-		log.Info("restored a deleted managed copy", "contentHash", snap.Hash)
+			"managed copy of %s was missing; recreated", ref)
+		log.Info("restored a missing managed copy", "contentHash", snap.Hash)
 	} else {
 		log.Info("provisioned the managed copy", "contentHash", snap.Hash)
 	}

@@ -3,6 +3,7 @@ package pullsecret
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -46,6 +47,9 @@ func DecideStuck(pod *corev1.Pod, m *registry.Matcher, secretName string) (Stuck
 	if pod.DeletionTimestamp != nil || m == nil {
 		return Leave, ""
 	}
+	if v, err := strconv.ParseBool(pod.Annotations[NamespaceOptOutLabel]); err == nil && !v {
+		return Leave, "" // opted out: its replacement would not get the Secret either
+	}
 	for _, ref := range pod.Spec.ImagePullSecrets {
 		if ref.Name == secretName {
 			return Leave, ""
@@ -83,11 +87,15 @@ func DecideStuck(pod *corev1.Pod, m *registry.Matcher, secretName string) (Stuck
 }
 
 // StuckPods deletes controller-owned Pods stuck pulling a registry image without
-// the managed Secret (Pods that arrived while the webhook was down or failed open),
-// once each and rate-limited. Opt-in: reconcile.restartStuckPods.
+// the managed Secret (Pods that arrived while the webhook was down or failed open).
+// At most one restart per owning controller per ownerCooldown, so a replacement
+// that gets stuck again (the webhook still unreachable) is reported, not deleted in
+// a loop; deletes are rate-limited cluster-wide. Opt-in: reconcile.restartStuckPods.
 type StuckPods struct {
-	Cache    client.Reader
-	Client   client.Client
+	Cache  client.Reader
+	Client client.Client
+	// Namespaces reads a Namespace to check it is in scope before acting.
+	Namespaces client.Reader
 	Source   *Source
 	Ensurer  *Ensurer
 	Config   *config.Config
@@ -97,13 +105,15 @@ type StuckPods struct {
 	// cluster quickly. Default: one per second, bursts of five.
 	Limiter *rate.Limiter
 
-	mu   sync.Mutex
-	done map[types.UID]time.Time // Pods acted on once, pruned after doneTTL
+	mu    sync.Mutex
+	done  map[types.UID]time.Time // owners restarted and bare Pods reported, pruned after ownerCooldown
+	slots map[types.UID]time.Time // when a Pod held back by the rate limit may go
 }
 
-// doneTTL is how long a Pod acted on is remembered: far longer than its deletion
-// takes, short enough that the map stays the size of an hour's work.
-const doneTTL = time.Hour
+// ownerCooldown is how long after restarting one of a controller's Pods another of
+// its Pods is only reported: long enough that a webhook which is still unreachable
+// cannot make a restart loop out of it.
+const ownerCooldown = 30 * time.Minute
 
 // SetupWithManager registers the controller on the Pod cache (Pending Pods only,
 // stripped to what DecideStuck reads: see CacheOptions).
@@ -112,6 +122,7 @@ func (s *StuckPods) SetupWithManager(mgr ctrl.Manager) error {
 		s.Limiter = rate.NewLimiter(rate.Every(time.Second), 5)
 	}
 	s.done = map[types.UID]time.Time{}
+	s.slots = map[types.UID]time.Time{}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("stuckpods").
 		For(&corev1.Pod{}).
@@ -130,19 +141,36 @@ func (s *StuckPods) Reconcile(ctx context.Context, req reconcile.Request) (recon
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	action, why := DecideStuck(pod, snap.Matcher, s.Config.SecretName)
-	if action == Leave || s.seen(pod.UID) {
+	if action == Leave {
 		return reconcile.Result{}, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := s.Namespaces.Get(ctx, client.ObjectKey{Name: pod.Namespace}, ns); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if in, _, _ := NamespaceInScope(ns, s.Config); !in {
+		return reconcile.Result{}, nil
+	}
+	var owner types.UID
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		owner = ref.UID
+	}
+	if action == Restart && s.seen(owner) {
+		action, why = Report, why+"; not deleted: a Pod of the same controller was restarted less than "+
+			ownerCooldown.String()+" ago (is the webhook reachable?)"
 	}
 	log := s.Log.WithValues("namespace", pod.Namespace, "pod", pod.Name)
 	if action == Report {
+		if s.seen(pod.UID) {
+			return reconcile.Result{}, nil
+		}
 		s.mark(pod.UID)
 		log.Info("pod stuck pulling without the managed Secret", "reason", why)
 		s.Recorder.Eventf(pod, nil, corev1.EventTypeWarning, "MissingPullSecret", "Report", "%s", why)
 		return reconcile.Result{}, nil
 	}
-	if r := s.Limiter.Reserve(); r.Delay() > 0 {
-		r.Cancel()
-		return reconcile.Result{RequeueAfter: time.Second}, nil
+	if wait := s.slot(pod.UID); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
 	}
 	// The replacement is patched by the webhook; make sure the Secret it will
 	// reference exists before the old Pod goes.
@@ -157,10 +185,31 @@ func (s *StuckPods) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	case err != nil:
 		return reconcile.Result{}, fmt.Errorf("deleting stuck pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	s.mark(uid)
+	s.mark(owner)
 	log.Info("restarted a pod stuck pulling without the managed Secret", "reason", why)
 	s.Recorder.Eventf(pod, nil, corev1.EventTypeNormal, "Restarted", "Delete", "%s", why)
 	return reconcile.Result{}, nil
+}
+
+// slot returns how long the Pod must wait for the cluster-wide delete rate. Each
+// Pod held back reserves its own future slot once, so a backlog drains at the
+// limiter's rate with one reconcile per Pod, not a retry every second.
+func (s *StuckPods) slot(uid types.UID) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if at, ok := s.slots[uid]; ok {
+		if now.Before(at) {
+			return at.Sub(now)
+		}
+		delete(s.slots, uid)
+		return 0
+	}
+	if d := s.Limiter.Reserve().Delay(); d > 0 {
+		s.slots[uid] = now.Add(d)
+		return d
+	}
+	return 0
 }
 
 func (s *StuckPods) seen(uid types.UID) bool {
@@ -175,7 +224,7 @@ func (s *StuckPods) mark(uid types.UID) {
 	defer s.mu.Unlock()
 	now := time.Now()
 	for u, at := range s.done {
-		if now.Sub(at) > doneTTL {
+		if now.Sub(at) > ownerCooldown {
 			delete(s.done, u)
 		}
 	}
@@ -195,6 +244,9 @@ func stripPod(obj any) (any, error) {
 			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
 			OwnerReferences: p.OwnerReferences, DeletionTimestamp: p.DeletionTimestamp,
 		},
+	}
+	if v, ok := p.Annotations[NamespaceOptOutLabel]; ok {
+		slim.Annotations = map[string]string{NamespaceOptOutLabel: v}
 	}
 	slim.Spec.ImagePullSecrets = p.Spec.ImagePullSecrets
 	for _, c := range p.Spec.InitContainers {

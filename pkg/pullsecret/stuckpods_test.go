@@ -45,6 +45,8 @@ func TestDecideStuck(t *testing.T) {
 	notController.OwnerReferences[0].Controller = nil
 	deleting := stuckPod("ReplicaSet", h, "ImagePullBackOff")
 	deleting.DeletionTimestamp = &metav1.Time{}
+	optedOut := stuckPod("ReplicaSet", h, "ImagePullBackOff")
+	optedOut.Annotations = map[string]string{NamespaceOptOutLabel: "false"}
 	initStuck := stuckPod("Job", "busybox", "")
 	initStuck.Spec.InitContainers = []corev1.Container{{Name: "init", Image: h}}
 	initStuck.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull"}}}}
@@ -66,6 +68,7 @@ func TestDecideStuck(t *testing.T) {
 		{"running", stuckPod("ReplicaSet", h, ""), Leave, ""},
 		{"other waiting reason", stuckPod("ReplicaSet", h, "ContainerCreating"), Leave, ""},
 		{"being deleted", deleting, Leave, ""},
+		{"opted out by annotation", optedOut, Leave, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,7 +86,7 @@ func TestDecideStuck(t *testing.T) {
 func TestStripPodKeepsTheDecision(t *testing.T) {
 	m, _ := registry.NewMatcher([]string{"harbor.example.com"})
 	full := stuckPod("ReplicaSet", "harbor.example.com/team/app:1", "ImagePullBackOff")
-	full.Annotations = map[string]string{"big": strings.Repeat("x", 4096)}
+	full.Annotations = map[string]string{"big": strings.Repeat("x", 4096), NamespaceOptOutLabel: "true"}
 	full.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: strings.Repeat("y", 4096)}}
 	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
 	slimObj, err := stripPod(full)
@@ -97,7 +100,7 @@ func TestStripPodKeepsTheDecision(t *testing.T) {
 	if a2, _ := DecideStuck(slim, m, "regcred"); a2 != Restart {
 		t.Error("the stripped Pod decides differently")
 	}
-	if slim.Annotations != nil || slim.Spec.Containers[0].Env != nil || slim.ManagedFields != nil {
+	if len(slim.Annotations) != 1 || slim.Annotations[NamespaceOptOutLabel] != "true" || slim.Spec.Containers[0].Env != nil || slim.ManagedFields != nil {
 		t.Error("stripPod kept fields the decision does not read")
 	}
 	if slim.UID != full.UID || slim.ResourceVersion != full.ResourceVersion {
@@ -108,15 +111,25 @@ func TestStripPodKeepsTheDecision(t *testing.T) {
 func TestStuckPodsReconcile(t *testing.T) {
 	const h = "harbor.example.com/team/app:1"
 	first := stuckPod("ReplicaSet", h, "ImagePullBackOff")
+	sameOwner := stuckPod("ReplicaSet", h, "ImagePullBackOff") // the replacement, stuck again
+	sameOwner.Name, sameOwner.UID = "p1b", "u1b"
 	second := stuckPod("ReplicaSet", h, "ImagePullBackOff")
 	second.Name, second.UID = "p2", "u2"
+	second.OwnerReferences[0].UID = "o2"
 	bare := stuckPod("", h, "ImagePullBackOff")
 	bare.Name, bare.UID = "bare", "u3"
-	c := fake.NewClientBuilder().WithObjects(first, second, bare).Build()
+	optedOutPod := stuckPod("ReplicaSet", h, "ImagePullBackOff")
+	optedOutPod.Name, optedOutPod.UID, optedOutPod.Annotations = "optout", "u4", map[string]string{NamespaceOptOutLabel: "false"}
+	optedOutPod.OwnerReferences[0].UID = "o4"
+	inOptedOutNS := stuckPod("ReplicaSet", h, "ImagePullBackOff")
+	inOptedOutNS.Namespace, inOptedOutNS.UID = "quiet", "u5"
+	inOptedOutNS.OwnerReferences[0].UID = "o5"
+	c := fake.NewClientBuilder().WithObjects(first, sameOwner, second, bare, optedOutPod, inOptedOutNS,
+		ns("team", nil, false), ns("quiet", map[string]string{NamespaceOptOutLabel: "false"}, false)).Build()
 	e := newEnsurer(t, c, c, 0)
 	rec := events.NewFakeRecorder(10)
-	s := &StuckPods{Cache: c, Client: c, Source: e.Source, Ensurer: e, Config: e.Config, Recorder: rec, Log: logr.Discard(),
-		Limiter: rate.NewLimiter(rate.Every(time.Hour), 1), done: map[types.UID]time.Time{}}
+	s := &StuckPods{Cache: c, Client: c, Namespaces: c, Source: e.Source, Ensurer: e, Config: e.Config, Recorder: rec, Log: logr.Discard(),
+		Limiter: rate.NewLimiter(rate.Every(time.Hour), 1), done: map[types.UID]time.Time{}, slots: map[types.UID]time.Time{}}
 	ctx := context.Background()
 	do := func(p *corev1.Pod) reconcile.Result {
 		t.Helper()
@@ -136,20 +149,33 @@ func TestStuckPodsReconcile(t *testing.T) {
 	if _, err := getCopy(c, "team"); err != nil {
 		t.Errorf("the Secret must exist before the Pod is restarted: %v", err)
 	}
-	if res := do(second); res.RequeueAfter == 0 || !exists(second) {
-		t.Errorf("the rate limit must hold the second restart back (requeue %v, exists %v)", res.RequeueAfter, exists(second))
+	do(sameOwner)
+	if !exists(sameOwner) {
+		t.Error("a second Pod of the same controller must not be restarted within the cool-down (restart loop)")
+	}
+	res := do(second)
+	if res.RequeueAfter < 30*time.Minute || !exists(second) {
+		t.Errorf("the rate limit must hold another controller's restart back until its slot (requeue %v, exists %v)", res.RequeueAfter, exists(second))
 	}
 	do(bare)
 	do(bare)
 	if !exists(bare) {
 		t.Error("a bare Pod must never be deleted")
 	}
+	do(optedOutPod)
+	do(inOptedOutNS)
+	if !exists(optedOutPod) || !exists(inOptedOutNS) {
+		t.Error("an opted-out Pod or namespace must be left alone")
+	}
+	if _, err := getCopy(c, "quiet"); err == nil {
+		t.Error("no Secret may be created in an opted-out namespace")
+	}
 	got := ""
 	for len(rec.Events) > 0 {
 		got += <-rec.Events + "\n"
 	}
-	if strings.Count(got, "Restarted") != 1 || strings.Count(got, "MissingPullSecret") != 1 {
-		t.Errorf("events = %q, want one Restarted and one MissingPullSecret", got)
+	if strings.Count(got, "Restarted") != 1 || strings.Count(got, "MissingPullSecret") != 2 || !strings.Contains(got, "less than 30m0s ago") {
+		t.Errorf("events = %q, want one Restarted and two MissingPullSecret (the bare Pod, the replacement)", got)
 	}
 }
 

@@ -63,7 +63,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	const webhookRole, cleanupRole = "ClusterRole/" + fullname, "ClusterRole/" + fullname + "-cleanup"
 	cluster := func(secretName string) []grant {
 		g := []grant{{webhookRole, "", "secrets", "create", ""}}
-		for _, v := range []string{"get", "list", "watch", "update", "patch"} {
+		for _, v := range []string{"get", "list", "watch", "update"} {
 			g = append(g, grant{webhookRole, "", "secrets", v, secretName})
 		}
 		for _, group := range []string{"", "events.k8s.io"} {
@@ -139,7 +139,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				if g.resource == "secrets" {
 					switch {
 					case g.role == webhookRole && g.verb == "create" && g.names == "":
-					case g.role == webhookRole && g.names != "" && slices.Contains([]string{"get", "list", "watch", "update", "patch"}, g.verb):
+					case g.role == webhookRole && g.names != "" && slices.Contains([]string{"get", "list", "watch", "update"}, g.verb):
 					case g.role == cleanupRole && g.names != "" && slices.Contains([]string{"list", "delete"}, g.verb):
 					case strings.HasPrefix(g.role, "Role/") && g.names != "" && slices.Contains([]string{"get", "list", "watch"}, g.verb):
 					default:

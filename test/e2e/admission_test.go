@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regcred-webhook/regcred-webhook/test/e2e/framework"
 )
 
 // Scenario 1: a Harbor Pod in a new namespace gets the Secret appended to its own
@@ -230,10 +232,38 @@ func TestEphemeralContainerWarning(t *testing.T) {
 
 // SPEC: an API error while ensuring the Secret never blocks the Pod; it is patched,
 // the response carries a warning, and the reconciler retries. A ResourceQuota
-// refuses the create here; once it is lifted the copy appears with no new Pod.
+// refuses the create here; once it is lifted the copy appears with no new Pod. The
+// API server calls a second replica that does not lead: the replica that saw the
+// failure retries it itself.
 func TestAPIErrorWarnsAndIsRetried(t *testing.T) {
 	ctx := context.Background()
 	waitForLeader(t)
+	ports := make([]int, 3)
+	for i := range ports {
+		p, err := framework.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = p
+	}
+	second, err := install.StartReplica(ctx, "replica-2", ports[0], ports[1], ports[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Stop()
+	if err := install.RegisterWebhookAt(ctx, ports[0]); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = install.RegisterWebhook(ctx) })
+	probeNS := newNamespace(t, "probe2", nil)
+	eventually(t, 30*time.Second, "the API server calling replica-2", func() (bool, error) {
+		p := podWith(probeNS, "nginx")
+		if err := cp.Client.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, err
+		}
+		return metricSum(t, ports[1], "controller_runtime_webhook_requests_total{", `webhook="/mutate-v1-pod"`) > 0, nil
+	})
+
 	ns := newNamespace(t, "quota", nil)
 	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-secrets", Namespace: ns},
 		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceSecrets: resource.MustParse("0")}}}

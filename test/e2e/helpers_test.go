@@ -137,7 +137,14 @@ func assertManagedCopy(t *testing.T, ns string) *corev1.Secret {
 // webhookCalls is controller-runtime's own count of admission requests served.
 func webhookCalls(t *testing.T) int {
 	t.Helper()
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(install.Metrics) + "/metrics")
+	return metricSum(t, install.Metrics, "controller_runtime_webhook_requests_total{", `webhook="/mutate-v1-pod"`)
+}
+
+// metricSum adds up the samples of one metric, filtered by a label substring, from
+// the replica whose metrics listen on port.
+func metricSum(t *testing.T, port int, prefix, label string) int {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
@@ -145,10 +152,10 @@ func webhookCalls(t *testing.T) int {
 	b, _ := io.ReadAll(resp.Body)
 	total := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "controller_runtime_webhook_requests_total{") && strings.Contains(line, `webhook="/mutate-v1-pod"`) {
+		if strings.HasPrefix(line, prefix) && strings.Contains(line, label) {
 			f := strings.Fields(line)
-			n, _ := strconv.Atoi(f[len(f)-1])
-			total += n
+			n, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += int(n)
 		}
 	}
 	return total

@@ -177,6 +177,12 @@ func TestRotationPropagates(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForLog(t, install.Webhook, mark, `"msg":"fan-out finished"`) // the new leader's full resync
+	// ...and every copy's own reconcile from the initial list (200 copies, the source).
+	eventually(t, 30*time.Second, "the new leader reconciled every copy", func() (bool, error) {
+		done := metricSum(t, install.Metrics, "controller_runtime_reconcile_total{", `controller="pullsecret"`)
+		depth := metricSum(t, install.Metrics, "workqueue_depth{", `name="pullsecret"`)
+		return done >= len(names)+1 && depth == 0, nil
+	})
 	unchanged("after a new leader's resync")
 }
 
@@ -291,8 +297,9 @@ func TestReconcilerLeavesUnmanaged(t *testing.T) {
 	assertPatched(t, create(t, podWith(ns, harborImage)), "regcred")
 	// A rotation fans out to managed copies only.
 	t.Cleanup(func() { setSource(t, password) })
-	setSource(t, "another-rotation-do-not-log")
-	time.Sleep(2 * time.Second)
+	mark := len(install.Webhook.Logs())
+	hash := setSource(t, "another-rotation-do-not-log")
+	waitForLog(t, install.Webhook, mark, hash) // the fan-out of the new content ran
 	after, err := getSecret(t, ns, "regcred")
 	if err != nil {
 		t.Fatal(err)

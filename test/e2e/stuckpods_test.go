@@ -112,6 +112,33 @@ func TestRestartStuckPods(t *testing.T) {
 	}
 }
 
+// With restartStuckPods, a stuck Pod in an opted-out namespace is never deleted
+// (its replacement would not get the Secret either: a restart loop).
+func TestRestartStuckPodsRespectsOptOut(t *testing.T) {
+	ctx := context.Background()
+	restore := reconfigure(t, filepath.Join(root, "test/e2e/testdata/values-stuck.yaml"))
+	t.Cleanup(restore)
+	waitForLeader(t)
+	ns := newNamespace(t, "stuck-optout", map[string]string{optOut: "false"})
+	if err := cp.Client.Create(ctx, deployment(ns, 1, harborImage)); err != nil {
+		t.Fatal(err)
+	}
+	var pods corev1.PodList
+	eventually(t, 30*time.Second, "the Deployment's Pod", func() (bool, error) {
+		err := cp.Client.List(ctx, &pods, client.InNamespace(ns))
+		return len(pods.Items) == 1, err
+	})
+	stuck := pods.Items[0]
+	imagePullBackOff(t, &stuck)
+	never(t, 4*time.Second, "the opted-out Pod deleted", func() bool {
+		p := &corev1.Pod{}
+		return cp.Client.Get(ctx, client.ObjectKeyFromObject(&stuck), p) != nil
+	})
+	if _, err := getSecret(t, ns, "regcred"); err == nil {
+		t.Error("a Secret was created in an opted-out namespace")
+	}
+}
+
 // Issue 5: with reconcile.provisionAllNamespaces, every in-scope namespace gets the
 // copy without a Pod, new ones as they appear; an opted-out one does not.
 func TestProvisionAllNamespaces(t *testing.T) {
@@ -125,10 +152,58 @@ func TestProvisionAllNamespaces(t *testing.T) {
 		return err == nil, nil
 	})
 	assertManagedCopy(t, fresh)
-	if _, err := getSecret(t, optedOut, "regcred"); err == nil {
-		t.Errorf("namespace %s opted out but got the copy", optedOut)
-	}
+	never(t, 3*time.Second, "a copy in the opted-out namespace", func() bool {
+		_, err := getSecret(t, optedOut, "regcred")
+		return err == nil
+	})
 	if _, err := getSecret(t, "kube-system", "regcred"); err == nil {
 		t.Error("kube-system is excluded but got the copy")
+	}
+
+	// Installed before its source (the usual existingSecret order): once the source
+	// appears, the namespaces that came meanwhile are provisioned.
+	ctx := context.Background()
+	src := sourceSecret(t)
+	if err := cp.Client.Delete(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	t.Cleanup(func() {
+		if !restored {
+			recreateSource(t, src)
+		}
+	})
+	late := newNamespace(t, "provision-late", nil)
+	never(t, 2*time.Second, "a copy without a source", func() bool {
+		_, err := getSecret(t, late, "regcred")
+		return err == nil
+	})
+	recreateSource(t, src)
+	restored = true
+	eventually(t, 15*time.Second, "the copy once the source exists", func() (bool, error) {
+		_, err := getSecret(t, late, "regcred")
+		return err == nil, nil
+	})
+}
+
+// never fails the test if cond becomes true within d.
+func never(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			t.Errorf("unexpected: %s", what)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func recreateSource(t *testing.T, src *corev1.Secret) {
+	t.Helper()
+	s := src.DeepCopy()
+	s.ResourceVersion, s.UID, s.ManagedFields = "", "", nil
+	if err := cp.Client.Create(context.Background(), s); err != nil {
+		t.Fatalf("recreating the source: %v", err)
 	}
 }

@@ -218,7 +218,10 @@ func (in *Install) URL() string {
 // RegisterWebhook applies the chart's MutatingWebhookConfiguration with only its
 // clientConfig changed: a URL instead of the Service, and the CA injected the way
 // cert-manager's cainjector would.
-func (in *Install) RegisterWebhook(ctx context.Context) error {
+func (in *Install) RegisterWebhook(ctx context.Context) error { return in.RegisterWebhookAt(ctx, in.Port) }
+
+// RegisterWebhookAt points the API server at the replica serving on port.
+func (in *Install) RegisterWebhookAt(ctx context.Context, port int) error {
 	mwc := Find(in.Objects, "MutatingWebhookConfiguration", Fullname)
 	if mwc == nil {
 		return fmt.Errorf("the chart rendered no MutatingWebhookConfiguration %s", Fullname)
@@ -227,7 +230,8 @@ func (in *Install) RegisterWebhook(ctx context.Context) error {
 	hooks, _, _ := unstructured.NestedSlice(mwc.Object, "webhooks")
 	for i := range hooks {
 		h := hooks[i].(map[string]any)
-		h["clientConfig"] = map[string]any{"url": in.URL(), "caBundle": base64.StdEncoding.EncodeToString(in.CABundle)}
+		h["clientConfig"] = map[string]any{"url": "https://127.0.0.1:" + strconv.Itoa(port) + "/mutate-v1-pod",
+			"caBundle": base64.StdEncoding.EncodeToString(in.CABundle)}
 	}
 	if err := unstructured.SetNestedSlice(mwc.Object, hooks, "webhooks"); err != nil {
 		return err
