@@ -96,11 +96,11 @@ type StuckPods struct {
 	Client client.Client
 	// Namespaces reads a Namespace to check it is in scope before acting.
 	Namespaces client.Reader
-	Source   *Source
-	Ensurer  *Ensurer
-	Config   *config.Config
-	Recorder events.EventRecorder
-	Log      logr.Logger
+	Source     *Source
+	Ensurer    *Ensurer
+	Config     *config.Config
+	Recorder   events.EventRecorder
+	Log        logr.Logger
 	// Limiter bounds deletions cluster-wide, so a misjudgement can never empty a
 	// cluster quickly. Default: one per second, bursts of five.
 	Limiter *rate.Limiter

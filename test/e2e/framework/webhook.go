@@ -218,7 +218,9 @@ func (in *Install) URL() string {
 // RegisterWebhook applies the chart's MutatingWebhookConfiguration with only its
 // clientConfig changed: a URL instead of the Service, and the CA injected the way
 // cert-manager's cainjector would.
-func (in *Install) RegisterWebhook(ctx context.Context) error { return in.RegisterWebhookAt(ctx, in.Port) }
+func (in *Install) RegisterWebhook(ctx context.Context) error {
+	return in.RegisterWebhookAt(ctx, in.Port)
+}
 
 // RegisterWebhookAt points the API server at the replica serving on port.
 func (in *Install) RegisterWebhookAt(ctx context.Context, port int) error {
