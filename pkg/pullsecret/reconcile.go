@@ -190,6 +190,11 @@ func (r *Reconciler) fanOut(ctx context.Context) error {
 		g.Go(func() error {
 			err := r.Client.Update(gctx, Refresh(cur, ref, snap))
 			writesTotal.WithLabelValues("update", outcome(err)).Inc()
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				// Someone wrote or deleted it since the cache saw it; that event
+				// queues the copy's own reconcile, which compares again.
+				return nil
+			}
 			if err != nil {
 				failed.Add(1)
 				r.Log.Error(err, "could not update managed copy", "namespace", cur.Namespace, "secret", cur.Name)
