@@ -104,9 +104,8 @@ func TestRotationPropagates(t *testing.T) {
 	start := time.Now()
 	hash := setSource(t, rotatedPassword)
 	eventually(t, 10*time.Second, "all 200 copies rotated", func() (bool, error) {
-		for ns, s := range copies(t, names) {
+		for _, s := range copies(t, names) {
 			if s.Annotations["regcred-webhook.io/content-hash"] != hash {
-				_ = ns
 				return false, nil
 			}
 		}
