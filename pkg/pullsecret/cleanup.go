@@ -13,7 +13,7 @@ import (
 	"github.com/regcred-webhook/regcred-webhook/pkg/config"
 )
 
-// Cleanup deletes every managed copy in the cluster: the Helm pre-delete hook runs it
+// Cleanup deletes every managed copy in the cluster: the Helm post-delete hook runs it
 // (`regcred-webhook cleanup`) when reconcile.cleanupOnUninstall is on. It lists by the
 // managed name (the only list the RBAC allows) and deletes only Secrets that carry the
 // managed label, each with a precondition on its UID and resourceVersion so a Secret

@@ -16,7 +16,7 @@ var (
 	})
 	ensureTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regcred_webhook_ensure_total",
-		Help: "Managed Secret ensures by outcome (current, created, updated, exists, unmanaged, dry-run, error).",
+		Help: "Managed Secret ensures by outcome (current, stale, created, exists, unmanaged, dry-run, error).",
 	}, []string{"result"})
 	writesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regcred_webhook_secret_writes_total",

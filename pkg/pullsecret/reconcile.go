@@ -36,8 +36,9 @@ const fanOutWorkers = 16
 // Reconciler keeps the managed copies equal to the source: it propagates a rotated
 // source to every copy, restores copies that are deleted or edited while their
 // namespace is in scope, and (reconcile.provisionAllNamespaces) creates the copy in
-// every in-scope namespace. It runs on the leader only, through the same narrow cache
-// as the webhook. It never writes a Secret without the managed label.
+// every in-scope namespace. Those run on the leader only, through the same narrow
+// cache as the webhook; the retry of a failed admission-time create runs on every
+// replica (it only creates). It never writes a Secret without the managed label.
 type Reconciler struct {
 	// Cache is the manager's cache (Secrets: the managed name and the source only).
 	Cache client.Reader
