@@ -14,8 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/regcred-webhook/regcred-webhook/test/e2e/framework"
 )
 
 // Scenario 1: a Harbor Pod in a new namespace gets the Secret appended to its own
@@ -238,20 +236,9 @@ func TestEphemeralContainerWarning(t *testing.T) {
 func TestAPIErrorWarnsAndIsRetried(t *testing.T) {
 	ctx := context.Background()
 	waitForLeader(t)
-	ports := make([]int, 3)
-	for i := range ports {
-		p, err := framework.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-	}
-	second, err := install.StartReplica(ctx, "replica-2", ports[0], ports[1], ports[2])
-	if err != nil {
-		t.Fatal(err)
-	}
+	second, ports := startSecondReplica(t)
 	defer second.Stop()
-	if err := install.RegisterWebhookAt(ctx, ports[0]); err != nil {
+	if err := install.RegisterWebhookAt(ctx, ports.webhook); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = install.RegisterWebhook(ctx) })
@@ -261,7 +248,7 @@ func TestAPIErrorWarnsAndIsRetried(t *testing.T) {
 		if err := cp.Client.Create(ctx, p, client.DryRunAll); err != nil {
 			return false, err
 		}
-		return metricSum(t, ports[1], "controller_runtime_webhook_requests_total{", `webhook="/mutate-v1-pod"`) > 0, nil
+		return metricSum(t, ports.metrics, "controller_runtime_webhook_requests_total{", `webhook="/mutate-v1-pod"`) > 0, nil
 	})
 
 	ns := newNamespace(t, "quota", nil)

@@ -222,3 +222,24 @@ func deployment(ns string, replicas int32, image string) *appsv1.Deployment {
 		},
 	}
 }
+
+// replicaPorts are a replica's webhook, metrics and probe ports.
+type replicaPorts struct{ webhook, metrics, probes int }
+
+// startSecondReplica starts replica-2 on free ports (it serves admissions; only the
+// leader, replica-1, reconciles). The caller stops it.
+func startSecondReplica(t *testing.T) (*framework.Process, replicaPorts) {
+	t.Helper()
+	var p replicaPorts
+	for _, port := range []*int{&p.webhook, &p.metrics, &p.probes} {
+		var err error
+		if *port, err = framework.FreePort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second, err := install.StartReplica(context.Background(), "replica-2", p.webhook, p.metrics, p.probes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return second, p
+}

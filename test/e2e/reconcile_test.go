@@ -85,18 +85,7 @@ func TestRotationPropagates(t *testing.T) {
 	names := namespacesWithCopies(t, "rotate", 200)
 
 	// A second replica: it serves admissions, but only the leader reconciles.
-	ports := make([]int, 3)
-	for i := range ports {
-		p, err := framework.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-	}
-	second, err := install.StartReplica(ctx, "replica-2", ports[0], ports[1], ports[2])
-	if err != nil {
-		t.Fatal(err)
-	}
+	second, _ := startSecondReplica(t)
 	defer second.Stop()
 
 	rotatedPassword := "rotated-Pa55word-do-not-log"

@@ -70,15 +70,7 @@ func TestRestartStuckPods(t *testing.T) {
 	ns := newNamespace(t, "stuck", nil)
 
 	install.Stop() // Pods arrive while the webhook is down (failurePolicy Ignore)
-	if err := cp.Client.Create(ctx, deployment(ns, 1, harborImage)); err != nil {
-		t.Fatal(err)
-	}
-	var pods corev1.PodList
-	eventually(t, 30*time.Second, "the Deployment's Pod", func() (bool, error) {
-		err := cp.Client.List(ctx, &pods, client.InNamespace(ns))
-		return len(pods.Items) == 1, err
-	})
-	stuck := pods.Items[0]
+	stuck := deploymentPod(t, ns)
 	assertUntouched(t, &stuck)
 	imagePullBackOff(t, &stuck)
 	bare := create(t, podWith(ns, harborImage))
@@ -87,6 +79,7 @@ func TestRestartStuckPods(t *testing.T) {
 	if err := install.StartWebhook(ctx); err != nil {
 		t.Fatal(err)
 	}
+	var pods corev1.PodList
 	eventually(t, 30*time.Second, "the stuck Pod replaced by a patched one", func() (bool, error) {
 		if err := cp.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": "web"}); err != nil {
 			return false, err
@@ -120,15 +113,7 @@ func TestRestartStuckPodsRespectsOptOut(t *testing.T) {
 	t.Cleanup(restore)
 	waitForLeader(t)
 	ns := newNamespace(t, "stuck-optout", map[string]string{optOut: "false"})
-	if err := cp.Client.Create(ctx, deployment(ns, 1, harborImage)); err != nil {
-		t.Fatal(err)
-	}
-	var pods corev1.PodList
-	eventually(t, 30*time.Second, "the Deployment's Pod", func() (bool, error) {
-		err := cp.Client.List(ctx, &pods, client.InNamespace(ns))
-		return len(pods.Items) == 1, err
-	})
-	stuck := pods.Items[0]
+	stuck := deploymentPod(t, ns)
 	imagePullBackOff(t, &stuck)
 	never(t, 4*time.Second, "the opted-out Pod deleted", func() bool {
 		p := &corev1.Pod{}
@@ -206,4 +191,20 @@ func recreateSource(t *testing.T, src *corev1.Secret) {
 	if err := cp.Client.Create(context.Background(), s); err != nil {
 		t.Fatalf("recreating the source: %v", err)
 	}
+}
+
+// deploymentPod creates a one-replica Deployment of the Harbor image in ns and
+// returns its Pod once kube-controller-manager has made it.
+func deploymentPod(t *testing.T, ns string) corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	if err := cp.Client.Create(ctx, deployment(ns, 1, harborImage)); err != nil {
+		t.Fatal(err)
+	}
+	var pods corev1.PodList
+	eventually(t, 30*time.Second, "the Deployment's Pod", func() (bool, error) {
+		err := cp.Client.List(ctx, &pods, client.InNamespace(ns))
+		return len(pods.Items) == 1, err
+	})
+	return pods.Items[0]
 }
